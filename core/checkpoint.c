@@ -1,0 +1,2 @@
+/* yolose — checkpoint (to be written) */
+#include <glib.h>

@@ -1,0 +1,2 @@
+/* yolose — cpu_features (to be written) */
+#include <glib.h>

@@ -1,0 +1,2 @@
+/* yolose — detector (to be written) */
+#include <glib.h>

@@ -1,0 +1,2 @@
+/* yolose — graph (to be written) */
+#include <glib.h>

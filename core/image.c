@@ -1,0 +1,2 @@
+/* yolose — image (to be written) */
+#include <glib.h>

@@ -1,0 +1,2 @@
+/* yolose — kernels_avx2 (to be written) */
+#include <glib.h>

@@ -1,0 +1,2 @@
+/* yolose — kernels_generic (to be written) */
+#include <glib.h>

@@ -1,0 +1,2 @@
+/* yolose — kernels_select (to be written) */
+#include <glib.h>

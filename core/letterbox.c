@@ -1,0 +1,2 @@
+/* yolose — letterbox (to be written) */
+#include <glib.h>

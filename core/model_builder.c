@@ -1,0 +1,2 @@
+/* yolose — model_builder (to be written) */
+#include <glib.h>

@@ -1,0 +1,2 @@
+/* yolose — pickle (to be written) */
+#include <glib.h>

@@ -1,0 +1,2 @@
+/* yolose — postprocess (to be written) */
+#include <glib.h>

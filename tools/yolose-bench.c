@@ -1,0 +1,6 @@
+/* yolose-bench (to be written) */
+int
+main (void)
+{
+  return 0;
+}

@@ -1,0 +1,6 @@
+/* yolose-detect (to be written) */
+int
+main (void)
+{
+  return 0;
+}
