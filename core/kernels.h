@@ -89,6 +89,14 @@ struct _YoloseKernels {
   void (*sigmoid) (float *x, size_t n, int threads);
 };
 
+#define YOLOSE_KERNELS_ERROR (yolose_kernels_error_quark ())
+GQuark yolose_kernels_error_quark (void);
+
+typedef enum {
+  YOLOSE_KERNELS_ERROR_UNKNOWN,         /* no table has that name */
+  YOLOSE_KERNELS_ERROR_UNAVAILABLE,     /* not in this build or on this CPU */
+} YoloseKernelsError;
+
 const YoloseKernels *yolose_kernels_generic (void);
 /* NULL when the build has no AVX2 path or this CPU/OS cannot run it. */
 const YoloseKernels *yolose_kernels_avx2 (void);

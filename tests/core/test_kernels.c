@@ -1,0 +1,717 @@
+/* yolose tests — every kernel table against naive references.
+ *
+ * The references below are the textbook loops (a direct seven-loop
+ * convolution in double precision, and so on), independent of any table.
+ * Each table runs on odd shapes, strides, paddings, groups, residuals,
+ * outputs inside a channel slice of a larger tensor and several thread
+ * counts.  Tolerance: |got - ref| <= TOL * (1 + |ref|) with TOL = 1e-4 for
+ * convolutions and SE (float accumulation over up to a few thousand terms) and
+ * 2e-6 for element-wise kernels (a few ulp of expf).  A failure prints the
+ * table and the configuration. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "cpu_features.h"
+
+#define CONV_TOL 1e-4
+#define ELEMENTWISE_TOL 2e-6
+/* Value of the channels of a larger tensor that a slice must not touch. */
+#define SENTINEL 12345.0f
+
+enum { TABLE_GENERIC, TABLE_AVX2, N_TABLES };
+
+/* The table under test for loop index @i, or NULL (with a note) when this
+ * build or CPU cannot run it. */
+static const YoloseKernels *
+table_for (int i)
+{
+  const YoloseKernels *k
+      = i == TABLE_GENERIC ? yolose_kernels_generic () : yolose_kernels_avx2 ();
+
+  if (k == NULL)
+    printf ("NOTE: the avx2 kernels are not available in this build or on "
+            "this CPU; their tests are skipped\n");
+  return k;
+}
+
+static void
+fill_random (GRand *rand, float *x, size_t n, double lo, double hi)
+{
+  for (size_t i = 0; i < n; i++)
+    x[i] = (float)g_rand_double_range (rand, lo, hi);
+}
+
+static gboolean
+close_enough (double got, double ref, double tol)
+{
+  return fabs (got - ref) <= tol * (1.0 + fabs (ref));
+}
+
+/* ---------------------------------------------------------------- conv */
+
+typedef struct {
+  int cin, cout, h, w, k, stride, pad, groups;
+  YoloseActivation act;
+  gboolean residual;
+  gboolean alias_residual;       /* out is the residual tensor itself */
+  int slice_before, slice_after; /* extra channels around out */
+  int threads;
+} ConvCase;
+
+static char *
+conv_case_to_string (const YoloseKernels *kernels, const ConvCase *c)
+{
+  return g_strdup_printf (
+      "%s conv: cin %d cout %d in %dx%d k %d stride %d "
+      "pad %d groups %d act %s residual %s%s slice +%d/+%d threads %d",
+      kernels->name, c->cin, c->cout, c->h, c->w, c->k, c->stride, c->pad,
+      c->groups, c->act == YOLOSE_ACT_SILU ? "silu" : "none",
+      c->residual ? "yes" : "no", c->alias_residual ? " (aliased)" : "",
+      c->slice_before, c->slice_after, c->threads);
+}
+
+static double
+reference_silu (double x)
+{
+  return x / (1.0 + exp (-x));
+}
+
+/* Direct convolution in double: out[oc][oy][ox] for one element. */
+static double
+reference_conv_at (const YoloseConvDesc *d, const float *in, int h, int w,
+                   int oc, int oy, int ox)
+{
+  int cin_g = d->in_channels / d->groups;
+  int cout_g = d->out_channels / d->groups;
+  int g = oc / cout_g;
+  double sum = d->bias[oc];
+
+  for (int ic = 0; ic < cin_g; ic++)
+    for (int ky = 0; ky < d->kernel; ky++)
+      for (int kx = 0; kx < d->kernel; kx++) {
+        int iy = oy * d->stride + ky - d->pad;
+        int ix = ox * d->stride + kx - d->pad;
+        if (iy < 0 || iy >= h || ix < 0 || ix >= w)
+          continue;
+        sum += (double)
+                   d->weight[((oc * cin_g + ic) * d->kernel + ky) * d->kernel
+                             + kx]
+               * in[((size_t)(g * cin_g + ic) * h + iy) * w + ix];
+      }
+  if (d->act == YOLOSE_ACT_SILU)
+    sum = reference_silu (sum);
+  return sum;
+}
+
+/* Runs one case through @kernels; returns a description of the first
+ * mismatch (newly allocated) or NULL. */
+static char *
+run_conv_case (const YoloseKernels *kernels, const ConvCase *c, GRand *rand)
+{
+  YoloseConvDesc d = {
+    .in_channels = c->cin,
+    .out_channels = c->cout,
+    .kernel = c->k,
+    .stride = c->stride,
+    .pad = c->pad,
+    .groups = c->groups,
+    .act = c->act,
+  };
+  int oh = yolose_conv_out_dim (c->h, c->k, c->stride, c->pad);
+  int ow = yolose_conv_out_dim (c->w, c->k, c->stride, c->pad);
+  size_t plane = (size_t)oh * ow;
+  int total_c = c->slice_before + c->cout + c->slice_after;
+  size_t n_weight = (size_t)c->cout * (c->cin / c->groups) * c->k * c->k;
+  float *weight = g_new (float, n_weight);
+  float *bias = g_new (float, c->cout);
+  float *input = g_new (float, (size_t)c->cin * c->h * c->w);
+  float *big = g_new (float, total_c *plane);
+  float *res_copy = NULL;
+  YoloseTensor in = { input, c->cin, c->h, c->w };
+  YoloseTensor out = { big + c->slice_before * plane, c->cout, oh, ow };
+  YoloseTensor res = out;
+  char *failure = NULL;
+  void *packed, *scratch;
+  size_t scratch_bytes;
+  double scale = 1.0 / sqrt ((double)(c->cin / c->groups) * c->k * c->k);
+
+  fill_random (rand, weight, n_weight, -2.0 * scale, 2.0 * scale);
+  fill_random (rand, bias, c->cout, -1.0, 1.0);
+  fill_random (rand, input, (size_t)c->cin * c->h * c->w, -3.0, 3.0);
+  for (size_t i = 0; i < total_c * plane; i++)
+    big[i] = SENTINEL;
+  if (c->residual) {
+    res_copy = g_new (float, c->cout *plane);
+    fill_random (rand, res_copy, c->cout * plane, -1.0, 1.0);
+    if (c->alias_residual) {
+      memcpy (out.data, res_copy, c->cout * plane * sizeof (float));
+    } else {
+      res.data = g_new (float, c->cout *plane);
+      memcpy (res.data, res_copy, c->cout * plane * sizeof (float));
+      /* Garbage in the output proves every element gets written. */
+      fill_random (rand, out.data, c->cout * plane, 1e6, 2e6);
+    }
+  } else {
+    fill_random (rand, out.data, c->cout * plane, 1e6, 2e6);
+  }
+  d.weight = weight;
+  d.bias = bias;
+
+  packed = kernels->conv_pack (&d);
+  ck_assert_ptr_nonnull (packed);
+  scratch_bytes = kernels->conv_scratch_size (&d, c->h, c->w, c->threads);
+  scratch = scratch_bytes ? g_malloc (scratch_bytes) : NULL;
+  kernels->conv2d (&d, packed, &in, c->residual ? &res : NULL, &out, scratch,
+                   c->threads);
+
+  for (int oc = 0; oc < c->cout && failure == NULL; oc++)
+    for (size_t i = 0; i < plane && failure == NULL; i++) {
+      int oy = i / ow, ox = i % ow;
+      double ref = reference_conv_at (&d, input, c->h, c->w, oc, oy, ox);
+      float got = out.data[oc * plane + i];
+      if (c->residual)
+        ref += res_copy[oc * plane + i];
+      if (!close_enough (got, ref, CONV_TOL))
+        failure = g_strdup_printf ("out[%d][%d][%d] = %.7g, expected %.7g", oc,
+                                   oy, ox, got, ref);
+    }
+  for (size_t i = 0; i < total_c * plane && failure == NULL; i++) {
+    gboolean inside = i >= c->slice_before * plane
+                      && i < (c->slice_before + c->cout) * plane;
+    if (!inside && big[i] != SENTINEL)
+      failure = g_strdup_printf ("wrote outside its slice at float %zu", i);
+  }
+
+  g_free (scratch);
+  kernels->conv_packed_free (packed);
+  if (c->residual && !c->alias_residual)
+    g_free (res.data);
+  g_free (res_copy);
+  g_free (big);
+  g_free (input);
+  g_free (bias);
+  g_free (weight);
+  return failure;
+}
+
+static void
+check_conv_case (const YoloseKernels *kernels, const ConvCase *c, GRand *rand)
+{
+  char *failure = run_conv_case (kernels, c, rand);
+
+  if (failure != NULL) {
+    char *config = conv_case_to_string (kernels, c);
+    ck_abort_msg ("%s: %s", config, failure);
+  }
+}
+
+/* The layer shapes of YOLOv5 (scaled down in size), each with and without
+ * SiLU, residual and slice, on 1, 2 and 3 threads. */
+static const ConvCase yolo_like_cases[] = {
+  /* stem: k 6 s 2 p 2 */
+  { 3, 32, 64, 64, 6, 2, 2, 1, YOLOSE_ACT_SILU, FALSE, FALSE, 0, 0, 2 },
+  { 3, 16, 13, 17, 6, 2, 2, 1, YOLOSE_ACT_SILU, FALSE, FALSE, 0, 0, 1 },
+  /* k 3 s 2 p 1 downsampling */
+  { 32, 64, 32, 32, 3, 2, 1, 1, YOLOSE_ACT_SILU, FALSE, FALSE, 0, 0, 2 },
+  { 64, 128, 21, 19, 3, 2, 1, 1, YOLOSE_ACT_SILU, FALSE, FALSE, 0, 0, 3 },
+  /* Bottleneck k 3 s 1 p 1, residual added in place */
+  { 32, 32, 40, 40, 3, 1, 1, 1, YOLOSE_ACT_SILU, TRUE, TRUE, 0, 0, 2 },
+  { 64, 64, 20, 20, 3, 1, 1, 1, YOLOSE_ACT_SILU, TRUE, FALSE, 0, 0, 1 },
+  { 128, 128, 10, 10, 3, 1, 1, 1, YOLOSE_ACT_SILU, TRUE, TRUE, 0, 0, 3 },
+  /* 1x1 into a Concat slice */
+  { 64, 32, 40, 40, 1, 1, 0, 1, YOLOSE_ACT_SILU, FALSE, FALSE, 32, 0, 2 },
+  { 64, 32, 40, 40, 1, 1, 0, 1, YOLOSE_ACT_SILU, FALSE, FALSE, 0, 32, 2 },
+  { 256, 128, 20, 20, 1, 1, 0, 1, YOLOSE_ACT_SILU, FALSE, FALSE, 128, 64, 3 },
+  { 1024, 512, 7, 5, 1, 1, 0, 1, YOLOSE_ACT_SILU, FALSE, FALSE, 0, 0, 2 },
+  /* Detect: 1x1 with bias, no activation, odd channel count */
+  { 128, 75, 10, 10, 1, 1, 0, 1, YOLOSE_ACT_NONE, FALSE, FALSE, 0, 0, 2 },
+  { 64, 255, 8, 8, 1, 1, 0, 1, YOLOSE_ACT_NONE, FALSE, FALSE, 0, 0, 1 },
+  /* deep K (several cache blocks) with a residual */
+  { 512, 64, 9, 11, 3, 1, 1, 1, YOLOSE_ACT_SILU, TRUE, FALSE, 0, 0, 2 },
+  /* degenerate shapes */
+  { 1, 1, 1, 1, 1, 1, 0, 1, YOLOSE_ACT_NONE, FALSE, FALSE, 0, 0, 1 },
+  { 1, 1, 1, 1, 3, 1, 1, 1, YOLOSE_ACT_SILU, FALSE, FALSE, 0, 0, 3 },
+  { 5, 7, 7, 5, 5, 1, 2, 1, YOLOSE_ACT_SILU, FALSE, FALSE, 1, 2, 2 },
+  { 6, 4, 13, 17, 3, 2, 0, 2, YOLOSE_ACT_SILU, TRUE, FALSE, 0, 0, 2 },
+  { 8, 8, 13, 17, 3, 1, 1, 4, YOLOSE_ACT_NONE, FALSE, FALSE, 0, 0, 3 },
+  { 8, 8, 6, 6, 1, 1, 0, 8, YOLOSE_ACT_SILU, FALSE, FALSE, 0, 0, 1 },
+};
+
+/* The table's conv matches the direct reference on YOLOv5's layer shapes
+ * and on degenerate ones. */
+START_TEST (test_conv_layer_shapes)
+{
+  const YoloseKernels *kernels = table_for (_i);
+  GRand *rand = g_rand_new_with_seed (1234);
+
+  if (kernels == NULL)
+    return;
+  for (gsize i = 0; i < G_N_ELEMENTS (yolo_like_cases); i++)
+    check_conv_case (kernels, &yolo_like_cases[i], rand);
+  g_rand_free (rand);
+}
+END_TEST
+
+/* The table's conv matches the reference on random shapes (sizes, kernel
+ * 1/3/5/6, strides 1/2, paddings, groups 1/2/4, residual, slices,
+ * threads 1-3). */
+START_TEST (test_conv_random_shapes)
+{
+  const YoloseKernels *kernels = table_for (_i);
+  guint32 seed = 20240611;
+  GRand *rand = g_rand_new_with_seed (seed);
+  static const int kernel_sizes[] = { 1, 3, 5, 6 };
+  static const int group_counts[] = { 1, 1, 2, 4 };
+
+  if (kernels == NULL)
+    return;
+  printf ("random conv shapes for %s, seed %u\n", kernels->name, seed);
+  for (int n = 0; n < 150; n++) {
+    ConvCase c = { 0 };
+    c.k = kernel_sizes[g_rand_int_range (rand, 0, 4)];
+    c.stride = g_rand_int_range (rand, 1, 3);
+    c.pad = g_rand_int_range (rand, 0, c.k / 2 + 2);
+    c.groups = group_counts[g_rand_int_range (rand, 0, 4)];
+    c.cin = c.groups * g_rand_int_range (rand, 1, 40);
+    c.cout = c.groups * g_rand_int_range (rand, 1, 30);
+    c.h = g_rand_int_range (rand, 1, 30);
+    c.w = g_rand_int_range (rand, 1, 30);
+    if (c.h + 2 * c.pad < c.k || c.w + 2 * c.pad < c.k)
+      continue;
+    c.act = g_rand_boolean (rand) ? YOLOSE_ACT_SILU : YOLOSE_ACT_NONE;
+    c.residual = g_rand_boolean (rand);
+    c.alias_residual = c.residual && g_rand_boolean (rand);
+    c.slice_before = g_rand_boolean (rand) ? g_rand_int_range (rand, 1, 5) : 0;
+    c.slice_after = g_rand_boolean (rand) ? g_rand_int_range (rand, 1, 5) : 0;
+    c.threads = g_rand_int_range (rand, 1, 4);
+    check_conv_case (kernels, &c, rand);
+  }
+  g_rand_free (rand);
+}
+END_TEST
+
+/* One packed weight block serves inputs of different sizes, each with its
+ * own scratch size (the graph packs once and may change the input size). */
+START_TEST (test_conv_packed_reused_across_sizes)
+{
+  const YoloseKernels *kernels = table_for (_i);
+  GRand *rand = g_rand_new_with_seed (99);
+  float weight[16 * 8 * 9], bias[16];
+  YoloseConvDesc d = { 8, 16, 3, 1, 1, 1, YOLOSE_ACT_SILU, weight, bias };
+  void *packed;
+  static const int sizes[][2] = { { 4, 4 }, { 33, 31 }, { 1, 50 }, { 16, 16 } };
+
+  if (kernels == NULL)
+    return;
+  fill_random (rand, weight, G_N_ELEMENTS (weight), -0.3, 0.3);
+  fill_random (rand, bias, G_N_ELEMENTS (bias), -1.0, 1.0);
+  packed = kernels->conv_pack (&d);
+  ck_assert_ptr_nonnull (packed);
+  for (gsize s = 0; s < G_N_ELEMENTS (sizes); s++) {
+    int h = sizes[s][0], w = sizes[s][1];
+    float *input = g_new (float, 8 * h * w);
+    float *output = g_new (float, 16 * h * w);
+    YoloseTensor in = { input, 8, h, w }, out = { output, 16, h, w };
+    size_t bytes = kernels->conv_scratch_size (&d, h, w, 2);
+    void *scratch = bytes ? g_malloc (bytes) : NULL;
+
+    fill_random (rand, input, 8 * h * w, -1.0, 1.0);
+    kernels->conv2d (&d, packed, &in, NULL, &out, scratch, 2);
+    for (int i = 0; i < 16 * h * w; i++) {
+      int oc = i / (h * w), oy = i % (h * w) / w, ox = i % w;
+      double ref = reference_conv_at (&d, input, h, w, oc, oy, ox);
+      ck_assert_msg (close_enough (output[i], ref, CONV_TOL),
+                     "%s conv at %dx%d: out[%d][%d][%d] = %g, expected %g",
+                     kernels->name, h, w, oc, oy, ox, output[i], ref);
+    }
+    g_free (scratch);
+    g_free (output);
+    g_free (input);
+  }
+  kernels->conv_packed_free (packed);
+  g_rand_free (rand);
+}
+END_TEST
+
+/* SiLU stays exact far out in both tails, where exp over- or underflows. */
+START_TEST (test_conv_silu_extremes)
+{
+  const YoloseKernels *kernels = table_for (_i);
+  enum { N = 64 };
+  float input[N], output[N], weight = 1.0f, bias = 0.0f;
+  YoloseConvDesc d = { 1, 1, 1, 1, 0, 1, YOLOSE_ACT_SILU, &weight, &bias };
+  YoloseTensor in = { input, 1, 1, N }, out = { output, 1, 1, N };
+  void *packed, *scratch;
+  size_t bytes;
+
+  if (kernels == NULL)
+    return;
+  for (int i = 0; i < N; i++)
+    input[i] = (float)((i - N / 2) * (i - N / 2)) * (i < N / 2 ? -0.1 : 0.1);
+  input[0] = -1000.0f;
+  input[1] = -89.0f;
+  input[2] = 1000.0f;
+  input[3] = 89.0f;
+  packed = kernels->conv_pack (&d);
+  bytes = kernels->conv_scratch_size (&d, 1, N, 1);
+  scratch = bytes ? g_malloc (bytes) : NULL;
+  kernels->conv2d (&d, packed, &in, NULL, &out, scratch, 1);
+  for (int i = 0; i < N; i++) {
+    double ref = reference_silu (input[i]);
+    ck_assert_msg (close_enough (output[i], ref, ELEMENTWISE_TOL),
+                   "%s silu(%g) = %.9g, expected %.9g", kernels->name, input[i],
+                   output[i], ref);
+  }
+  g_free (scratch);
+  kernels->conv_packed_free (packed);
+}
+END_TEST
+
+/* ------------------------------------------------------------- maxpool */
+
+static float
+reference_maxpool_at (const float *in, int h, int w, int k, int s, int p,
+                      int oy, int ox)
+{
+  float m = -INFINITY;
+
+  for (int ky = 0; ky < k; ky++)
+    for (int kx = 0; kx < k; kx++) {
+      int iy = oy * s + ky - p, ix = ox * s + kx - p;
+      if (iy >= 0 && iy < h && ix >= 0 && ix < w && in[iy * w + ix] > m)
+        m = in[iy * w + ix];
+    }
+  return m;
+}
+
+/* Max pooling (SPPF's k 5 s 1 p 2 and others) matches the reference, also
+ * when writing into a channel slice. */
+START_TEST (test_maxpool)
+{
+  const YoloseKernels *kernels = table_for (_i);
+  GRand *rand = g_rand_new_with_seed (7);
+  static const int cases[][7] = {
+    /* c, h, w, k, s, p, threads */
+    { 16, 20, 20, 5, 1, 2, 2 }, { 3, 13, 17, 5, 1, 2, 3 },
+    { 5, 1, 1, 5, 1, 2, 1 },    { 4, 7, 5, 3, 2, 1, 2 },
+    { 2, 9, 9, 2, 2, 0, 1 },    { 7, 31, 3, 5, 1, 2, 2 },
+    { 3, 8, 40, 5, 1, 2, 1 },   { 1, 6, 6, 1, 1, 0, 3 },
+  };
+
+  if (kernels == NULL)
+    return;
+  for (gsize n = 0; n < G_N_ELEMENTS (cases); n++) {
+    int c = cases[n][0], h = cases[n][1], w = cases[n][2], k = cases[n][3];
+    int s = cases[n][4], p = cases[n][5], threads = cases[n][6];
+    int oh = yolose_conv_out_dim (h, k, s, p);
+    int ow = yolose_conv_out_dim (w, k, s, p);
+    size_t plane = (size_t)oh * ow;
+    float *input = g_new (float, c *h *w);
+    float *big = g_new (float, (c + 2) * plane);
+    YoloseTensor in = { input, c, h, w }, out = { big + plane, c, oh, ow };
+
+    /* Negative values only: a padding counted as 0 would win. */
+    fill_random (rand, input, c * h * w, -10.0, -1.0);
+    for (size_t i = 0; i < (c + 2) * plane; i++)
+      big[i] = SENTINEL;
+    kernels->maxpool2d (&in, &out, k, s, p, threads);
+    for (int ch = 0; ch < c; ch++)
+      for (int oy = 0; oy < oh; oy++)
+        for (int ox = 0; ox < ow; ox++) {
+          float ref = reference_maxpool_at (input + ch * h * w, h, w, k, s, p,
+                                            oy, ox);
+          float got = out.data[ch * plane + oy * ow + ox];
+          ck_assert_msg (got == ref,
+                         "%s maxpool c %d %dx%d k %d s %d p %d "
+                         "threads %d: out[%d][%d][%d] = %g, expected %g",
+                         kernels->name, c, h, w, k, s, p, threads, ch, oy, ox,
+                         got, ref);
+        }
+    for (size_t i = 0; i < plane; i++)
+      ck_assert_msg (big[i] == SENTINEL && big[(c + 1) * plane + i] == SENTINEL,
+                     "%s maxpool wrote outside its slice", kernels->name);
+    g_free (big);
+    g_free (input);
+  }
+  g_rand_free (rand);
+}
+END_TEST
+
+/* ------------------------------------------------------------ upsample */
+
+/* Nearest upsampling by 2 (and 3) copies each input pixel to its block,
+ * also into a channel slice. */
+START_TEST (test_upsample_nearest)
+{
+  const YoloseKernels *kernels = table_for (_i);
+  GRand *rand = g_rand_new_with_seed (8);
+  static const int cases[][5] = {
+    /* c, h, w, scale, threads */
+    { 8, 20, 20, 2, 2 }, { 3, 7, 5, 2, 3 },   { 2, 1, 1, 2, 1 },
+    { 4, 3, 9, 3, 2 },   { 5, 13, 17, 2, 1 },
+  };
+
+  if (kernels == NULL)
+    return;
+  for (gsize n = 0; n < G_N_ELEMENTS (cases); n++) {
+    int c = cases[n][0], h = cases[n][1], w = cases[n][2];
+    int scale = cases[n][3], threads = cases[n][4];
+    int oh = h * scale, ow = w * scale;
+    size_t plane = (size_t)oh * ow;
+    float *input = g_new (float, c *h *w);
+    float *big = g_new (float, (c + 1) * plane);
+    YoloseTensor in = { input, c, h, w }, out = { big, c, oh, ow };
+
+    fill_random (rand, input, c * h * w, -1.0, 1.0);
+    for (size_t i = 0; i < (c + 1) * plane; i++)
+      big[i] = SENTINEL;
+    kernels->upsample_nearest (&in, &out, scale, threads);
+    for (int ch = 0; ch < c; ch++)
+      for (int oy = 0; oy < oh; oy++)
+        for (int ox = 0; ox < ow; ox++) {
+          float ref = input[(ch * h + oy / scale) * w + ox / scale];
+          float got = big[ch * plane + oy * ow + ox];
+          ck_assert_msg (got == ref,
+                         "%s upsample c %d %dx%d x%d threads %d: "
+                         "out[%d][%d][%d] = %g, expected %g",
+                         kernels->name, c, h, w, scale, threads, ch, oy, ox,
+                         got, ref);
+        }
+    for (size_t i = 0; i < plane; i++)
+      ck_assert_msg (big[c * plane + i] == SENTINEL,
+                     "%s upsample wrote outside its slice", kernels->name);
+    g_free (big);
+    g_free (input);
+  }
+  g_rand_free (rand);
+}
+END_TEST
+
+/* ----------------------------------------------------- squeeze-excite */
+
+/* SE (mean, FC, ReLU, FC, sigmoid, scale) matches the reference in place,
+ * with gates far from 0.5 so a wrong formula shows. */
+START_TEST (test_squeeze_excite)
+{
+  const YoloseKernels *kernels = table_for (_i);
+  GRand *rand = g_rand_new_with_seed (9);
+  static const int cases[][5] = {
+    /* c, hidden, h, w, threads */
+    { 512, 32, 20, 20, 2 },
+    { 64, 4, 7, 5, 3 },
+    { 16, 1, 1, 1, 1 },
+    { 48, 3, 13, 17, 2 },
+  };
+
+  if (kernels == NULL)
+    return;
+  for (gsize n = 0; n < G_N_ELEMENTS (cases); n++) {
+    int c = cases[n][0], hidden = cases[n][1], h = cases[n][2];
+    int w = cases[n][3], threads = cases[n][4];
+    size_t plane = (size_t)h * w;
+    float *x = g_new (float, c *plane), *orig = g_new (float, c *plane);
+    float *w1 = g_new (float, hidden *c), *w2 = g_new (float, c *hidden);
+    float *scratch = g_new (float, c + hidden);
+    double *mean = g_new (double, c), *mid = g_new (double, hidden);
+    YoloseTensor t = { x, c, h, w };
+
+    fill_random (rand, x, c * plane, -1.0, 3.0);
+    fill_random (rand, w1, hidden * c, -0.5, 0.5);
+    fill_random (rand, w2, c * hidden, -2.0, 2.0);
+    memcpy (orig, x, c * plane * sizeof (float));
+    kernels->squeeze_excite (&t, w1, w2, hidden, scratch, threads);
+
+    for (int ch = 0; ch < c; ch++) {
+      mean[ch] = 0.0;
+      for (size_t i = 0; i < plane; i++)
+        mean[ch] += orig[ch * plane + i];
+      mean[ch] /= plane;
+    }
+    for (int j = 0; j < hidden; j++) {
+      mid[j] = 0.0;
+      for (int ch = 0; ch < c; ch++)
+        mid[j] += w1[j * c + ch] * mean[ch];
+      mid[j] = MAX (mid[j], 0.0);
+    }
+    for (int ch = 0; ch < c; ch++) {
+      double z = 0.0, gate;
+      for (int j = 0; j < hidden; j++)
+        z += w2[ch * hidden + j] * mid[j];
+      gate = 1.0 / (1.0 + exp (-z));
+      for (size_t i = 0; i < plane; i++) {
+        double ref = orig[ch * plane + i] * gate;
+        ck_assert_msg (
+            close_enough (x[ch * plane + i], ref, CONV_TOL),
+            "%s SE c %d hidden %d %dx%d threads %d: x[%d][%zu] = %g, "
+            "expected %g",
+            kernels->name, c, hidden, h, w, threads, ch, i, x[ch * plane + i],
+            ref);
+      }
+    }
+    g_free (mid);
+    g_free (mean);
+    g_free (scratch);
+    g_free (w2);
+    g_free (w1);
+    g_free (orig);
+    g_free (x);
+  }
+  g_rand_free (rand);
+}
+END_TEST
+
+/* ------------------------------------------------------------- sigmoid */
+
+/* Sigmoid in place matches 1 / (1 + exp(-x)) over the whole float range,
+ * for lengths that are not multiples of any vector width. */
+START_TEST (test_sigmoid)
+{
+  const YoloseKernels *kernels = table_for (_i);
+  GRand *rand = g_rand_new_with_seed (10);
+  static const size_t lengths[] = { 0, 1, 7, 8, 9, 31, 1000, 25200 * 25 + 3 };
+
+  if (kernels == NULL)
+    return;
+  for (gsize n = 0; n < G_N_ELEMENTS (lengths); n++) {
+    size_t len = lengths[n];
+    float *x = g_new (float, len + 1), *orig = g_new (float, len + 1);
+
+    fill_random (rand, x, len, -20.0, 20.0);
+    if (len > 4) {
+      x[0] = -1000.0f;
+      x[1] = 1000.0f;
+      x[2] = -88.5f;
+      x[3] = 0.0f;
+    }
+    x[len] = SENTINEL;
+    memcpy (orig, x, (len + 1) * sizeof (float));
+    kernels->sigmoid (x, len, 1 + n % 3);
+    for (size_t i = 0; i < len; i++) {
+      double ref = 1.0 / (1.0 + exp (-(double)orig[i]));
+      ck_assert_msg (close_enough (x[i], ref, ELEMENTWISE_TOL),
+                     "%s sigmoid(%g) = %.9g, expected %.9g (n %zu)",
+                     kernels->name, orig[i], x[i], ref, len);
+    }
+    ck_assert_msg (x[len] == SENTINEL, "%s sigmoid wrote past the end",
+                   kernels->name);
+    g_free (orig);
+    g_free (x);
+  }
+  g_rand_free (rand);
+}
+END_TEST
+
+/* ------------------------------------------------------------- select */
+
+/* "auto" (and NULL) picks avx2 exactly when it is available, else
+ * generic. */
+START_TEST (test_select_auto)
+{
+  const YoloseKernels *avx2 = yolose_kernels_avx2 ();
+  const YoloseKernels *expected = avx2 ? avx2 : yolose_kernels_generic ();
+  GError *error = NULL;
+
+  ck_assert_ptr_eq (yolose_kernels_select (NULL, &error), expected);
+  ck_assert_ptr_null (error);
+  ck_assert_ptr_eq (yolose_kernels_select ("auto", &error), expected);
+  ck_assert_ptr_null (error);
+  printf ("auto kernels on this machine: %s (cpu avx2+fma: %s)\n",
+          expected->name, yolose_cpu_has_avx2_fma () ? "yes" : "no");
+}
+END_TEST
+
+/* Forcing "generic" always works; forcing "avx2" works or explains why
+ * not; the tables carry their own names. */
+START_TEST (test_select_forced)
+{
+  GError *error = NULL;
+  const YoloseKernels *k;
+
+  k = yolose_kernels_select ("generic", &error);
+  ck_assert_ptr_eq (k, yolose_kernels_generic ());
+  ck_assert_str_eq (k->name, "generic");
+
+  k = yolose_kernels_select ("avx2", &error);
+  if (yolose_kernels_avx2 () != NULL) {
+    ck_assert_ptr_eq (k, yolose_kernels_avx2 ());
+    ck_assert_str_eq (k->name, "avx2");
+    ck_assert_ptr_null (error);
+    ck_assert (yolose_cpu_has_avx2_fma ());
+  } else {
+    ck_assert_ptr_null (k);
+    ck_assert_ptr_nonnull (error);
+    ck_assert (g_error_matches (error, YOLOSE_KERNELS_ERROR,
+                                YOLOSE_KERNELS_ERROR_UNAVAILABLE));
+    ck_assert_ptr_nonnull (strstr (error->message, "avx2"));
+    g_clear_error (&error);
+  }
+}
+END_TEST
+
+/* An unknown name is an error that names it. */
+START_TEST (test_select_unknown)
+{
+  GError *error = NULL;
+
+  ck_assert_ptr_null (yolose_kernels_select ("neon512", &error));
+  ck_assert (g_error_matches (error, YOLOSE_KERNELS_ERROR,
+                              YOLOSE_KERNELS_ERROR_UNKNOWN));
+  ck_assert_ptr_nonnull (strstr (error->message, "neon512"));
+  g_clear_error (&error);
+  ck_assert_ptr_null (yolose_kernels_select ("", &error));
+  ck_assert_ptr_nonnull (error);
+  g_clear_error (&error);
+}
+END_TEST
+
+/* The cached feature answer is stable and agrees with the avx2 table. */
+START_TEST (test_cpu_features_cached)
+{
+  gboolean first = yolose_cpu_has_avx2_fma ();
+
+  ck_assert_int_eq (first, yolose_cpu_has_avx2_fma ());
+  if (yolose_kernels_avx2 () != NULL)
+    ck_assert (first);
+}
+END_TEST
+
+static Suite *
+kernels_suite (void)
+{
+  Suite *s = suite_create ("kernels");
+  TCase *tc = tcase_create ("tables");
+  TCase *sel = tcase_create ("select");
+
+  tcase_set_timeout (tc, 300);
+  tcase_add_loop_test (tc, test_conv_layer_shapes, 0, N_TABLES);
+  tcase_add_loop_test (tc, test_conv_random_shapes, 0, N_TABLES);
+  tcase_add_loop_test (tc, test_conv_packed_reused_across_sizes, 0, N_TABLES);
+  tcase_add_loop_test (tc, test_conv_silu_extremes, 0, N_TABLES);
+  tcase_add_loop_test (tc, test_maxpool, 0, N_TABLES);
+  tcase_add_loop_test (tc, test_upsample_nearest, 0, N_TABLES);
+  tcase_add_loop_test (tc, test_squeeze_excite, 0, N_TABLES);
+  tcase_add_loop_test (tc, test_sigmoid, 0, N_TABLES);
+  suite_add_tcase (s, tc);
+
+  tcase_add_test (sel, test_select_auto);
+  tcase_add_test (sel, test_select_forced);
+  tcase_add_test (sel, test_select_unknown);
+  tcase_add_test (sel, test_cpu_features_cached);
+  suite_add_tcase (s, sel);
+  return s;
+}
+
+int
+main (void)
+{
+  SRunner *runner = srunner_create (kernels_suite ());
+  int failed;
+
+  srunner_run_all (runner, CK_NORMAL);
+  failed = srunner_ntests_failed (runner);
+  srunner_free (runner);
+  return failed == 0 ? 0 : 1;
+}
