@@ -29,7 +29,8 @@ typedef struct {
   gint64 params;                /* of the current row */
   double flops;
   double width, depth;
-  int nc, na, no;
+  int nc, na;
+  int no;                       /* parse_model's na * (nc + 5) */
 } Builder;
 
 static gboolean G_GNUC_PRINTF (2, 3)
@@ -674,9 +675,9 @@ add_detect_level (Builder *b, const YolosePyValue *convs, int level, int in,
         "is %dx%d for a %d input", level, stride, iv->h, iv->w,
         b->graph->size);
   conv_op.u.conv.weight = read_param (b, conv, "m", "weight", 4,
-      (gint64) b->no * b->na, (gint64) iv->c, (gint64) 1, (gint64) 1);
+      (gint64) b->no, (gint64) iv->c, (gint64) 1, (gint64) 1);
   conv_op.u.conv.bias = conv_op.u.conv.weight ? read_param (b, conv, "m",
-      "bias", 1, (gint64) b->no * b->na) : NULL;
+      "bias", 1, (gint64) b->no) : NULL;
   if (conv_op.u.conv.bias == NULL) {
     g_free (conv_op.u.conv.weight);
     return FALSE;
@@ -685,13 +686,12 @@ add_detect_level (Builder *b, const YolosePyValue *convs, int level, int in,
   conv_op.layer = b->layer;
   conv_op.input = in;
   conv_op.residual = -1;
-  conv_op.output = yolose_graph_add_value (b->graph, b->no * b->na, iv->h,
-      iv->w);
+  conv_op.output = yolose_graph_add_value (b->graph, b->no, iv->h, iv->w);
   conv_op.u.conv.desc = (YoloseConvDesc) {
-  iv->c, b->no * b->na, 1, 1, 0, 1, YOLOSE_ACT_NONE, conv_op.u.conv.weight,
+  iv->c, b->no, 1, 1, 0, 1, YOLOSE_ACT_NONE, conv_op.u.conv.weight,
         conv_op.u.conv.bias};
   yolose_graph_add_op (b->graph, &conv_op);
-  b->flops += 2.0 * iv->c * b->no * b->na * iv->h * iv->w;
+  b->flops += 2.0 * iv->c * b->no * iv->h * iv->w;
 
   op.kind = YOLOSE_OP_DETECT;
   op.layer = b->layer;
