@@ -367,6 +367,9 @@ image_matches (const YoloseImage *image, const YoloseLetterbox *box)
     return FALSE;
   if (image->width < 1 || image->height < 1 || image->planes[0] == NULL)
     return FALSE;
+  if (image->layout < YOLOSE_IMAGE_PACKED_RGB
+      || image->layout > YOLOSE_IMAGE_YUV422_PACKED)
+    return FALSE;
   if (image->layout == YOLOSE_IMAGE_YUV420_PLANAR)
     return image->planes[1] != NULL && image->planes[2] != NULL;
   if (image->layout == YOLOSE_IMAGE_YUV420_SEMIPLANAR)

@@ -16,7 +16,6 @@
  * clip to the frame.  Rounding to whole pixels is left to the caller. */
 #include "postprocess.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 /* upstream: max_wh, the class offset that keeps classes apart in NMS */
@@ -153,17 +152,48 @@ collect_candidates (YolosePostprocess *post, const float *raw,
 }
 
 /* Score descending; equal scores keep their original order, as the
- * stable sort in torchvision's nms does. */
-static int
-compare_keys (const void *a, const void *b)
+ * stable sort in torchvision's nms does.  With the row as tie-break this
+ * is a strict total order, so any correct sort gives the same list. */
+static inline gboolean
+key_before (const SortKey *a, const SortKey *b)
 {
-  const SortKey *ka = a, *kb = b;
+  if (a->score != b->score)
+    return a->score > b->score;
+  return a->row < b->row;
+}
 
-  if (ka->score > kb->score)
-    return -1;
-  if (ka->score < kb->score)
-    return 1;
-  return (ka->row > kb->row) - (ka->row < kb->row);
+static void
+sift_down (SortKey *keys, gsize root, gsize n)
+{
+  for (;;) {
+    gsize child = 2 * root + 1, last = root;
+    SortKey tmp;
+
+    if (child < n && key_before (&keys[last], &keys[child]))
+      last = child;
+    if (child + 1 < n && key_before (&keys[last], &keys[child + 1]))
+      last = child + 1;
+    if (last == root)
+      return;
+    tmp = keys[root];
+    keys[root] = keys[last];
+    keys[last] = tmp;
+    root = last;
+  }
+}
+
+/* Heapsort: O(n log n) in place; qsort may allocate, and run() must not. */
+static void
+sort_keys (SortKey *keys, gsize n)
+{
+  for (gsize i = n / 2; i-- > 0;)
+    sift_down (keys, i, n);
+  for (gsize end = n; end-- > 1;) {
+    SortKey tmp = keys[0];
+    keys[0] = keys[end];
+    keys[end] = tmp;
+    sift_down (keys, 0, end);
+  }
 }
 
 /* Offset boxes and their areas in score order, as torchvision sees them. */
@@ -271,7 +301,7 @@ yolose_postprocess_run (YolosePostprocess *post, const float *raw,
   limit = MIN (out_cap, (gsize)params->max_detections);
 
   n = collect_candidates (post, raw, params);
-  qsort (post->order, n, sizeof *post->order, compare_keys);
+  sort_keys (post->order, n);
   n = MIN (n, MAX_NMS_INPUT);
   prepare_nms (post, n);
   return suppress_and_emit (post, n, params->iou_threshold, box, out, limit);

@@ -75,6 +75,19 @@ run (Tensor *t, const YoloseNmsParams *params, YoloseDetection *out, gsize cap)
   return n;
 }
 
+/* run() on a letterbox 32000 pixels wide, so nothing is clipped. */
+static gsize
+run_wide (Tensor *t, const YoloseNmsParams *params, YoloseDetection *out,
+          gsize cap)
+{
+  YolosePostprocess *post = yolose_postprocess_new (t->rows, t->nc);
+  YoloseLetterbox box = identity_box (32000);
+  gsize n = yolose_postprocess_run (post, t->raw, params, &box, out, cap);
+
+  yolose_postprocess_free (post);
+  return n;
+}
+
 /* --------------------------------------------------------- thresholds */
 
 /* Objectness must exceed conf (0.25 itself is out), and so must
@@ -197,6 +210,39 @@ START_TEST (test_equal_scores_stable)
   ck_assert_uint_eq (run (&t, NULL, out, 4), 2);
   ck_assert_float_eq (out[0].x1, 80.0f);
   ck_assert_float_eq (out[1].x1, 295.0f);
+  g_free (t.raw);
+}
+END_TEST
+
+/* Many disjoint boxes with random, often equal scores come out sorted by
+ * score, equal scores in row order. */
+START_TEST (test_order_random_scores)
+{
+  gsize rows = 5000;
+  Tensor t = tensor_new (rows, 1);
+  YoloseDetection *out = g_new (YoloseDetection, rows);
+  YoloseNmsParams params;
+  GRand *rand = g_rand_new_with_seed (3);
+  gsize n;
+
+  /* row r sits at x = 4 r (2 wide), so x1 / 4 gives the row back */
+  for (gsize r = 0; r < rows; r++)
+    set_row (&t, r, 4 * r + 1, 1, 2, 2,
+             0.3f + 0.05f * g_rand_int_range (rand, 0, 12), 0, 1.0f);
+  yolose_nms_params_init (&params);
+  params.max_detections = (int)rows;
+  n = run_wide (&t, &params, out, rows);
+  ck_assert_uint_eq (n, rows);
+  for (gsize i = 1; i < n; i++) {
+    gboolean ordered = out[i - 1].confidence > out[i].confidence
+                       || (out[i - 1].confidence == out[i].confidence
+                           && out[i - 1].x1 < out[i].x1);
+    ck_assert_msg (ordered, "position %d: %g at %g after %g at %g", (int)i,
+                   out[i].confidence, out[i].x1, out[i - 1].confidence,
+                   out[i - 1].x1);
+  }
+  g_rand_free (rand);
+  g_free (out);
   g_free (t.raw);
 }
 END_TEST
@@ -435,6 +481,7 @@ postprocess_suite (gboolean with_data)
   tcase_add_test (tc, test_iou_boundary);
   tcase_add_test (tc, test_class_offset_rounding);
   tcase_add_test (tc, test_equal_scores_stable);
+  tcase_add_test (tc, test_order_random_scores);
   tcase_add_test (tc, test_max_detections);
   tcase_add_test (tc, test_class_mask);
   tcase_add_test (tc, test_nms_input_cap);
