@@ -10,6 +10,10 @@ G_BEGIN_DECLS
  * (OSXSAVE + XCR0 bits 1 and 2). */
 gboolean yolose_cpu_has_avx2_fma (void);
 
+/* TRUE when, on top of that, the CPU has AVX-512F and the OS saves the
+ * opmask and zmm state (XCR0 bits 5, 6 and 7). */
+gboolean yolose_cpu_has_avx512 (void);
+
 G_END_DECLS
 
 #endif

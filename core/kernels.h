@@ -100,8 +100,11 @@ typedef enum {
 const YoloseKernels *yolose_kernels_generic (void);
 /* NULL when the build has no AVX2 path or this CPU/OS cannot run it. */
 const YoloseKernels *yolose_kernels_avx2 (void);
-/* @name: NULL or "auto" picks the fastest this machine supports; "generic"
- * or "avx2" forces one (NULL with @error when unavailable). */
+/* The AVX2 table with an AVX-512 convolution; NULL like the above. */
+const YoloseKernels *yolose_kernels_avx512 (void);
+/* @name: NULL or "auto" picks the fastest this machine supports;
+ * "generic", "avx2" or "avx512" forces one (NULL with @error when
+ * unavailable). */
 const YoloseKernels *yolose_kernels_select (const char *name, GError **error);
 
 G_END_DECLS

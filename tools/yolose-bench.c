@@ -1,7 +1,7 @@
 /* yolose-bench — times the raw network on one input tensor.
  *
  *   yolose-bench --model M.pt [--input IN.f32] [--threads N]
- *       [--iterations K] [--warmup W] [--kernels auto|generic|avx2]
+ *       [--iterations K] [--warmup W] [--kernels auto|generic|avx2|avx512]
  *       [--size S] [--per-layer]
  *
  * Runs yolose_detector_forward K times after W warm-up runs and prints, as
@@ -45,7 +45,7 @@ parse_options (int argc, char **argv, BenchOptions *opt, GError **error)
           { "warmup", 'w', 0, G_OPTION_ARG_INT, &opt->warmup,
             "Untimed runs first (default 2)", "W" },
           { "kernels", 'k', 0, G_OPTION_ARG_STRING, &opt->kernels,
-            "Kernel table: auto, generic or avx2", "NAME" },
+            "Kernel table: auto, generic, avx2 or avx512", "NAME" },
           { "size", 's', 0, G_OPTION_ARG_INT, &opt->size,
             "Network input size, a multiple of 32 (default 640)", "S" },
           { "per-layer", 'p', 0, G_OPTION_ARG_NONE, &opt->per_layer,

@@ -21,19 +21,22 @@
 /* Value of the channels of a larger tensor that a slice must not touch. */
 #define SENTINEL 12345.0f
 
-enum { TABLE_GENERIC, TABLE_AVX2, N_TABLES };
+enum { TABLE_GENERIC, TABLE_AVX2, TABLE_AVX512, N_TABLES };
 
 /* The table under test for loop index @i, or NULL (with a note) when this
  * build or CPU cannot run it. */
 static const YoloseKernels *
 table_for (int i)
 {
-  const YoloseKernels *k
-      = i == TABLE_GENERIC ? yolose_kernels_generic () : yolose_kernels_avx2 ();
+  static const char *names[N_TABLES] = { "generic", "avx2", "avx512" };
+  const YoloseKernels *k = i == TABLE_GENERIC ? yolose_kernels_generic ()
+                           : i == TABLE_AVX2  ? yolose_kernels_avx2 ()
+                                              : yolose_kernels_avx512 ();
 
   if (k == NULL)
-    printf ("NOTE: the avx2 kernels are not available in this build or on "
-            "this CPU; their tests are skipped\n");
+    printf ("NOTE: the %s kernels are not available in this build or on "
+            "this CPU; their tests are skipped\n",
+            names[i]);
   return k;
 }
 
@@ -606,48 +609,59 @@ END_TEST
 
 /* ------------------------------------------------------------- select */
 
-/* "auto" (and NULL) picks avx2 exactly when it is available, else
- * generic. */
+/* "auto" (and NULL) picks the widest table available: avx512, then avx2,
+ * then generic. */
 START_TEST (test_select_auto)
 {
-  const YoloseKernels *avx2 = yolose_kernels_avx2 ();
-  const YoloseKernels *expected = avx2 ? avx2 : yolose_kernels_generic ();
+  const YoloseKernels *expected = yolose_kernels_avx512 ();
   GError *error = NULL;
 
+  if (expected == NULL)
+    expected = yolose_kernels_avx2 ();
+  if (expected == NULL)
+    expected = yolose_kernels_generic ();
   ck_assert_ptr_eq (yolose_kernels_select (NULL, &error), expected);
   ck_assert_ptr_null (error);
   ck_assert_ptr_eq (yolose_kernels_select ("auto", &error), expected);
   ck_assert_ptr_null (error);
-  printf ("auto kernels on this machine: %s (cpu avx2+fma: %s)\n",
-          expected->name, yolose_cpu_has_avx2_fma () ? "yes" : "no");
+  printf ("auto kernels on this machine: %s (cpu avx2+fma: %s, avx512: %s)\n",
+          expected->name, yolose_cpu_has_avx2_fma () ? "yes" : "no",
+          yolose_cpu_has_avx512 () ? "yes" : "no");
 }
 END_TEST
 
-/* Forcing "generic" always works; forcing "avx2" works or explains why
- * not; the tables carry their own names. */
-START_TEST (test_select_forced)
+/* Forcing @name gives @table when it is available, and otherwise NULL with
+ * an error that names it. */
+static void
+check_forced (const char *name, const YoloseKernels *table)
 {
   GError *error = NULL;
-  const YoloseKernels *k;
+  const YoloseKernels *k = yolose_kernels_select (name, &error);
 
-  k = yolose_kernels_select ("generic", &error);
-  ck_assert_ptr_eq (k, yolose_kernels_generic ());
-  ck_assert_str_eq (k->name, "generic");
-
-  k = yolose_kernels_select ("avx2", &error);
-  if (yolose_kernels_avx2 () != NULL) {
-    ck_assert_ptr_eq (k, yolose_kernels_avx2 ());
-    ck_assert_str_eq (k->name, "avx2");
+  if (table != NULL) {
+    ck_assert_ptr_eq (k, table);
+    ck_assert_str_eq (k->name, name);
     ck_assert_ptr_null (error);
-    ck_assert (yolose_cpu_has_avx2_fma ());
   } else {
     ck_assert_ptr_null (k);
-    ck_assert_ptr_nonnull (error);
     ck_assert (g_error_matches (error, YOLOSE_KERNELS_ERROR,
                                 YOLOSE_KERNELS_ERROR_UNAVAILABLE));
-    ck_assert_ptr_nonnull (strstr (error->message, "avx2"));
+    ck_assert_ptr_nonnull (strstr (error->message, name));
     g_clear_error (&error);
   }
+}
+
+/* Forcing "generic" always works; forcing "avx2" or "avx512" works exactly
+ * when the CPU supports it, or explains why not. */
+START_TEST (test_select_forced)
+{
+  check_forced ("generic", yolose_kernels_generic ());
+  check_forced ("avx2", yolose_kernels_avx2 ());
+  check_forced ("avx512", yolose_kernels_avx512 ());
+  if (yolose_kernels_avx2 () != NULL)
+    ck_assert (yolose_cpu_has_avx2_fma ());
+  if (yolose_kernels_avx512 () != NULL)
+    ck_assert (yolose_cpu_has_avx512 () && yolose_kernels_avx2 () != NULL);
 }
 END_TEST
 
@@ -673,7 +687,11 @@ START_TEST (test_cpu_features_cached)
   gboolean first = yolose_cpu_has_avx2_fma ();
 
   ck_assert_int_eq (first, yolose_cpu_has_avx2_fma ());
+  ck_assert_int_eq (yolose_cpu_has_avx512 (), yolose_cpu_has_avx512 ());
   if (yolose_kernels_avx2 () != NULL)
+    ck_assert (first);
+  /* AVX-512 here always comes on top of AVX2 + FMA. */
+  if (yolose_cpu_has_avx512 ())
     ck_assert (first);
 }
 END_TEST

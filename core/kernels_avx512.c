@@ -1,0 +1,575 @@
+/* yolose — the AVX-512 convolution.
+ *
+ * Compiled alone with -mavx512f and only called after
+ * yolose_cpu_has_avx512 ().  It provides the convolution entries of the
+ * "avx512" table; kernels_select.c completes that table with the AVX2
+ * pooling, upsampling, SE and sigmoid, which are memory bound and gain
+ * nothing from wider vectors.
+ *
+ * Convolution is a GEMM per group, out[M x N] = W[M x K] * B[K x N], as in
+ * kernels_avx2.c, but B is never packed in im2col form.  Each thread takes
+ * a band of output rows and, per block of input channels, copies the input
+ * rows that band needs into a zero-padded buffer split into stride phases
+ * (for stride s, phase (py, px) holds padded pixels (s y + py, s x + px)).
+ * In that buffer every tap (ky, kx) of a channel is the same picture
+ * shifted by a fixed offset, so row k of B for a run of output pixels is a
+ * contiguous run of the buffer: the microkernel reads B straight from it
+ * through a table of K offsets.  Output pixels are numbered in the
+ * buffer's geometry ("virtual" pixels, phase width per row); the few
+ * columns past the output width are computed and never stored.  This
+ * trades those columns (2 of 42 at 40 x 40) for the 9x copy that im2col
+ * costs, which dominated the layers with few output channels. */
+#include "kernels.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MR 8  /* output channels per microkernel */
+#define NR 32 /* virtual pixels per microkernel, 2 zmm */
+#ifndef KC_TARGET
+#define KC_TARGET 256 /* rows of K per block */
+#endif
+#ifndef NV_TARGET
+#define NV_TARGET 640 /* virtual pixels per band (cache block) */
+#endif
+#define ALIGN_FLOATS 16 /* 64 bytes */
+
+const YoloseKernels *yolose_kernels_avx512_conv (void);
+
+/* ------------------------------------------------------- vector math */
+
+/* exp(x): 2^n * p(r), n = round(x / ln 2), r = x - n ln 2 in two parts,
+ * p of degree 6 (about 1 ulp); scalef applies 2^n without building the
+ * exponent by hand. */
+static inline __m512
+exp512 (__m512 x)
+{
+  __m512 n, r, r2, p;
+
+  x = _mm512_min_ps (x, _mm512_set1_ps (88.3762626647949f));
+  x = _mm512_max_ps (x, _mm512_set1_ps (-87.3365478515625f));
+  n = _mm512_roundscale_ps (
+      _mm512_mul_ps (x, _mm512_set1_ps (1.44269504088896341f)),
+      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  r = _mm512_fnmadd_ps (n, _mm512_set1_ps (0.693359375f), x);
+  r = _mm512_fnmadd_ps (n, _mm512_set1_ps (-2.12194440e-4f), r);
+  r2 = _mm512_mul_ps (r, r);
+  p = _mm512_set1_ps (1.9875691500e-4f);
+  p = _mm512_fmadd_ps (p, r, _mm512_set1_ps (1.3981999507e-3f));
+  p = _mm512_fmadd_ps (p, r, _mm512_set1_ps (8.3334519073e-3f));
+  p = _mm512_fmadd_ps (p, r, _mm512_set1_ps (4.1665795894e-2f));
+  p = _mm512_fmadd_ps (p, r, _mm512_set1_ps (1.6666665459e-1f));
+  p = _mm512_fmadd_ps (p, r, _mm512_set1_ps (5.0000001201e-1f));
+  p = _mm512_fmadd_ps (p, r2, r);
+  p = _mm512_add_ps (p, _mm512_set1_ps (1.0f));
+  return _mm512_scalef_ps (p, n);
+}
+
+/* 1 / d for d >= 1: the 14-bit estimate and one Newton step, a few times
+ * cheaper than a division and within 2 ulp, which the per-pixel SiLU of
+ * layers with small K needs (it costs about as much as their FMAs). */
+static inline __m512
+reciprocal512 (__m512 d)
+{
+  __m512 r = _mm512_rcp14_ps (d);
+
+  return _mm512_fmadd_ps (r, _mm512_fnmadd_ps (d, r, _mm512_set1_ps (1.0f)), r);
+}
+
+static inline __m512
+silu512 (__m512 x)
+{
+  __m512 e = exp512 (_mm512_sub_ps (_mm512_setzero_ps (), x));
+
+  return _mm512_mul_ps (
+      x, reciprocal512 (_mm512_add_ps (_mm512_set1_ps (1.0f), e)));
+}
+
+static inline size_t
+round_up (size_t x, size_t to)
+{
+  return (x + to - 1) / to * to;
+}
+
+/* ------------------------------------------------------------ packing */
+
+typedef struct {
+  YoloseConvDesc desc;
+  int m;        /* output channels per group */
+  int cin;      /* input channels per group */
+  int taps;     /* kernel * kernel */
+  int k;        /* K = cin * taps */
+  int m_panels; /* ceil (m / MR) */
+  int ch_block; /* input channels per K block */
+  float *a;     /* [groups][m_panels][k][MR], zero padded */
+} Packed512;
+
+/* Everything about the layer's GEMM except the packed weights. */
+static void
+describe_layer (Packed512 *p, const YoloseConvDesc *desc)
+{
+  p->desc = *desc;
+  p->m = desc->out_channels / desc->groups;
+  p->cin = desc->in_channels / desc->groups;
+  p->taps = desc->kernel * desc->kernel;
+  p->k = p->cin * p->taps;
+  p->m_panels = (p->m + MR - 1) / MR;
+  p->ch_block = CLAMP (KC_TARGET / p->taps, 1, p->cin);
+}
+
+static void *
+avx512_conv_pack (const YoloseConvDesc *desc)
+{
+  Packed512 *p = g_try_new0 (Packed512, 1);
+  size_t panel, bytes;
+  void *mem = NULL;
+
+  if (p == NULL)
+    return NULL;
+  describe_layer (p, desc);
+  panel = (size_t)p->k * MR;
+  bytes = (size_t)desc->groups * p->m_panels * panel * sizeof (float);
+  if (posix_memalign (&mem, 64, MAX (bytes, 64)) != 0) {
+    g_free (p);
+    return NULL;
+  }
+  p->a = mem;
+  for (int g = 0; g < desc->groups; g++)
+    for (int i = 0; i < p->m_panels; i++) {
+      float *dst = p->a + ((size_t)g * p->m_panels + i) * panel;
+      for (int kk = 0; kk < p->k; kk++)
+        for (int r = 0; r < MR; r++) {
+          int oc = i * MR + r;
+          dst[(size_t)kk * MR + r]
+              = oc < p->m ? desc->weight[((size_t)g * p->m + oc) * p->k + kk]
+                          : 0.0f;
+        }
+    }
+  return p;
+}
+
+static void
+avx512_conv_packed_free (void *packed)
+{
+  Packed512 *p = packed;
+
+  if (p != NULL)
+    free (p->a);
+  g_free (p);
+}
+
+/* ----------------------------------------------------------- geometry */
+
+/* How one call lays out its bands and buffers; a pure function of the
+ * layer, the input size and the thread count, so that the scratch size
+ * computed ahead matches what conv2d uses. */
+typedef struct {
+  int out_h, out_w;
+  int phases;    /* stride^2 */
+  int wv;        /* phase width = virtual pixels per row */
+  int band_rows; /* output rows per band */
+  int n_bands;
+  int nv_pad;           /* virtual pixels per band, NR multiple */
+  int rows_needed;      /* phase rows per band buffer */
+  size_t phase_stride;  /* floats between phases of a channel */
+  size_t chan_stride;   /* floats between channels */
+  size_t buffer_floats; /* one channel block */
+  size_t sums_floats;   /* partial sums of one band, or 0 */
+} Geometry;
+
+static Geometry
+geometry (const Packed512 *p, int in_h, int in_w, int threads)
+{
+  const YoloseConvDesc *d = &p->desc;
+  int s = d->stride, reach = (d->kernel - 1) / s;
+  Geometry g;
+  int bands;
+
+  g.out_h = yolose_conv_out_dim (in_h, d->kernel, s, d->pad);
+  g.out_w = yolose_conv_out_dim (in_w, d->kernel, s, d->pad);
+  g.phases = s * s;
+  g.wv = (in_w + 2 * d->pad + s - 1) / s;
+  /* Bands near NV_TARGET pixels, at least one per thread, a multiple of
+   * the thread count when there are few so that no thread idles. */
+  g.band_rows = CLAMP (NV_TARGET / g.wv, 1, g.out_h);
+  bands = (g.out_h + g.band_rows - 1) / g.band_rows;
+  if (bands < 4 * threads) {
+    bands = MIN (g.out_h, (bands + threads - 1) / threads * threads);
+    g.band_rows = (g.out_h + bands - 1) / bands;
+  }
+  g.n_bands = (g.out_h + g.band_rows - 1) / g.band_rows;
+  g.nv_pad = (int)round_up ((size_t)g.band_rows * g.wv, NR);
+  /* The last microkernel of a band reads up to nv_pad - 1 plus the
+   * largest tap offset, reach rows and reach columns further. */
+  g.rows_needed = (g.nv_pad + reach * g.wv + reach + g.wv - 1) / g.wv;
+  g.phase_stride = (size_t)g.rows_needed * g.wv;
+  g.chan_stride = round_up ((size_t)g.phases * g.phase_stride, ALIGN_FLOATS)
+                  + ALIGN_FLOATS;
+  g.buffer_floats = (size_t)p->ch_block * g.chan_stride;
+  g.sums_floats
+      = p->ch_block < p->cin ? (size_t)p->m_panels * MR * g.nv_pad : 0;
+  return g;
+}
+
+static size_t
+thread_floats (const Packed512 *p, const Geometry *g)
+{
+  int offsets = (int)round_up ((size_t)p->ch_block * p->taps, ALIGN_FLOATS);
+
+  return g->buffer_floats + g->sums_floats + offsets + ALIGN_FLOATS;
+}
+
+static size_t
+avx512_conv_scratch_size (const YoloseConvDesc *desc, int in_h, int in_w,
+                          int threads)
+{
+  Packed512 p = { 0 };
+  Geometry g;
+
+  describe_layer (&p, desc);
+  threads = MAX (threads, 1);
+  g = geometry (&p, in_h, in_w, threads);
+  return ((size_t)threads * thread_floats (&p, &g) + ALIGN_FLOATS)
+         * sizeof (float);
+}
+
+/* ------------------------------------------------------ band buffers */
+
+/* dst[x] = src[x * stride] for x in [0, count), the even or odd elements
+ * of a row when stride is 2. */
+static void
+gather_row (float *dst, const float *src, int count, int stride)
+{
+  int x = 0;
+
+  if (stride == 1) {
+    memcpy (dst, src, (size_t)count * sizeof (float));
+    return;
+  }
+  if (stride == 2) {
+    const __m512i even = _mm512_setr_epi32 (0, 2, 4, 6, 8, 10, 12, 14, 16, 18,
+                                            20, 22, 24, 26, 28, 30);
+    /* Stop one element early: the last load must not read past
+     * src[2 * (count - 1)]. */
+    for (; x + 16 < count; x += 16) {
+      __m512 lo = _mm512_loadu_ps (src + 2 * x);
+      __m512 hi = _mm512_loadu_ps (src + 2 * x + 16);
+      _mm512_storeu_ps (dst + x, _mm512_permutex2var_ps (lo, even, hi));
+    }
+  }
+  for (; x < count; x++)
+    dst[x] = src[(size_t)x * stride];
+}
+
+typedef struct {
+  const Packed512 *p;
+  const YoloseTensor *in, *residual;
+  YoloseTensor *out;
+  Geometry geo;
+} Job;
+
+/* Fills the band buffer for input channels [c0, c0 + n_ch) of group @grp
+ * and the band starting at output row @oy0: zero-padded input split into
+ * stride phases. */
+static void
+fill_band (const Job *job, int grp, int c0, int n_ch, int oy0, float *buf)
+{
+  const YoloseConvDesc *d = &job->p->desc;
+  const Geometry *g = &job->geo;
+  int s = d->stride, in_h = job->in->h, in_w = job->in->w;
+  size_t in_plane = (size_t)in_h * in_w;
+
+  for (int c = 0; c < n_ch; c++) {
+    const float *plane
+        = job->in->data + (size_t)(grp * job->p->cin + c0 + c) * in_plane;
+    for (int py = 0; py < s; py++)
+      for (int px = 0; px < s; px++) {
+        float *phase = buf + c * g->chan_stride
+                       + (size_t)(py * s + px) * g->phase_stride;
+        /* phase column x is input column x * s + px - pad */
+        int off = px - d->pad;
+        int lo = off >= 0 ? 0 : (-off + s - 1) / s;
+        int hi = in_w - 1 - off < 0 ? 0 : (in_w - 1 - off) / s + 1;
+        hi = MIN (hi, g->wv);
+        lo = MIN (lo, hi);
+        for (int r = 0; r < g->rows_needed; r++) {
+          float *row = phase + (size_t)r * g->wv;
+          int iy = (oy0 + r) * s + py - d->pad;
+          if (iy < 0 || iy >= in_h || hi <= lo) {
+            memset (row, 0, (size_t)g->wv * sizeof (float));
+            continue;
+          }
+          memset (row, 0, (size_t)lo * sizeof (float));
+          gather_row (row + lo, plane + (size_t)iy * in_w + lo * s + off,
+                      hi - lo, s);
+          memset (row + hi, 0, (size_t)(g->wv - hi) * sizeof (float));
+        }
+      }
+  }
+}
+
+/* offsets[kk] for the rows of B of a channel block: where tap (ky, kx) of
+ * channel c starts in the band buffer. */
+static void
+fill_offsets (const Job *job, int n_ch, int *offsets)
+{
+  const YoloseConvDesc *d = &job->p->desc;
+  const Geometry *g = &job->geo;
+  int s = d->stride, kk = 0;
+
+  for (int c = 0; c < n_ch; c++)
+    for (int ky = 0; ky < d->kernel; ky++)
+      for (int kx = 0; kx < d->kernel; kx++)
+        offsets[kk++]
+            = (int)(c * g->chan_stride
+                    + (size_t)((ky % s) * s + kx % s) * g->phase_stride
+                    + (size_t)(ky / s) * g->wv + kx / s);
+}
+
+/* ------------------------------------------------------- microkernel */
+
+#define ROW(r)                                                                 \
+  do {                                                                         \
+    __m512 av = _mm512_set1_ps (a[r]);                                         \
+    c##r##0 = _mm512_fmadd_ps (av, b0, c##r##0);                               \
+    c##r##1 = _mm512_fmadd_ps (av, b1, c##r##1);                               \
+  } while (0)
+
+#define LOAD(r)                                                                \
+  do {                                                                         \
+    c##r##0 = accumulate ? _mm512_load_ps (c + r * NR) : zero;                 \
+    c##r##1 = accumulate ? _mm512_load_ps (c + r * NR + 16) : zero;            \
+  } while (0)
+
+#define STORE(r)                                                               \
+  do {                                                                         \
+    _mm512_store_ps (c + r * NR, c##r##0);                                     \
+    _mm512_store_ps (c + r * NR + 16, c##r##1);                                \
+  } while (0)
+
+/* c[8][32] (+)= a[kc][8] * B, where row k of B is the 32 floats at
+ * b + offsets[k]: 16 zmm accumulators, two loads and eight broadcasts per
+ * step of k. */
+static void
+gemm_8x32 (int kc, const float *restrict a, const float *restrict b,
+           const int *restrict offsets, float *restrict c, gboolean accumulate)
+{
+  const __m512 zero = _mm512_setzero_ps ();
+  __m512 c00, c01, c10, c11, c20, c21, c30, c31;
+  __m512 c40, c41, c50, c51, c60, c61, c70, c71;
+
+  LOAD (0);
+  LOAD (1);
+  LOAD (2);
+  LOAD (3);
+  LOAD (4);
+  LOAD (5);
+  LOAD (6);
+  LOAD (7);
+#pragma GCC unroll 2
+  for (int k = 0; k < kc; k++) {
+    const float *bk = b + offsets[k];
+    __m512 b0 = _mm512_loadu_ps (bk), b1 = _mm512_loadu_ps (bk + 16);
+    ROW (0);
+    ROW (1);
+    ROW (2);
+    ROW (3);
+    ROW (4);
+    ROW (5);
+    ROW (6);
+    ROW (7);
+    a += MR;
+  }
+  STORE (0);
+  STORE (1);
+  STORE (2);
+  STORE (3);
+  STORE (4);
+  STORE (5);
+  STORE (6);
+  STORE (7);
+}
+
+#undef ROW
+#undef LOAD
+#undef STORE
+
+/* ---------------------------------------------------------- epilogue */
+
+/* A run of output pixels inside one microkernel tile: lanes [lane,
+ * lane + len) are output row @oy, columns from @ox. */
+typedef struct {
+  int lane, len, oy, ox;
+} Segment;
+
+/* Splits virtual pixels [v0, v0 + NR) of the band at row @oy0 into runs
+ * of real output pixels; returns how many. */
+static int
+tile_segments (const Geometry *g, int oy0, int band_end, int v0, Segment *seg)
+{
+  int n = 0, v = v0;
+
+  while (v < v0 + NR) {
+    int oy = oy0 + v / g->wv, ox = v % g->wv;
+    if (oy >= band_end)
+      break;
+    if (ox >= g->out_w) {
+      v += g->wv - ox;
+      continue;
+    }
+    seg[n].lane = v - v0;
+    seg[n].len = MIN (g->out_w - ox, v0 + NR - v);
+    seg[n].oy = oy;
+    seg[n].ox = ox;
+    v += seg[n].len;
+    n++;
+  }
+  return n;
+}
+
+typedef struct {
+  const float *bias; /* this group's first channel */
+  YoloseActivation act;
+  float *out;            /* this group's first output plane */
+  const float *residual; /* same layout as out, or NULL */
+  size_t plane;
+  int out_w;
+} Epilogue;
+
+/* Stores lanes [a, b) of the 16 in @v (lane a is output index @at). */
+static inline void
+store_lanes (const Epilogue *e, __m512 v, int a, int b, size_t at)
+{
+  if (a == 0 && b == 16) {
+    if (e->residual != NULL)
+      v = _mm512_add_ps (v, _mm512_loadu_ps (e->residual + at));
+    _mm512_storeu_ps (e->out + at, v);
+    return;
+  }
+  __mmask16 lanes = (__mmask16)(((1u << (b - a)) - 1) << a);
+  __mmask16 first = (__mmask16)((1u << (b - a)) - 1);
+  v = _mm512_maskz_compress_ps (lanes, v);
+  if (e->residual != NULL)
+    v = _mm512_add_ps (v, _mm512_maskz_loadu_ps (first, e->residual + at));
+  _mm512_mask_storeu_ps (e->out + at, first, v);
+}
+
+static void
+store_tile (const Epilogue *e, const float *c, int oc0, int rows,
+            const Segment *seg, int n_seg)
+{
+  for (int r = 0; r < rows; r++) {
+    int oc = oc0 + r;
+    __m512 bias = _mm512_set1_ps (e->bias[oc]);
+    __m512 half[2];
+
+    for (int h = 0; h < 2; h++) {
+      half[h] = _mm512_add_ps (_mm512_load_ps (c + r * NR + 16 * h), bias);
+      if (e->act == YOLOSE_ACT_SILU)
+        half[h] = silu512 (half[h]);
+    }
+    for (int i = 0; i < n_seg; i++) {
+      size_t at
+          = (size_t)oc * e->plane + (size_t)seg[i].oy * e->out_w + seg[i].ox;
+      int first = seg[i].lane, end = seg[i].lane + seg[i].len;
+      for (int h = 0; h < 2; h++) {
+        int a = MAX (first, 16 * h), b = MIN (end, 16 * h + 16);
+        if (a < b)
+          store_lanes (e, half[h], a - 16 * h, b - 16 * h, at + (a - first));
+      }
+    }
+  }
+}
+
+/* --------------------------------------------------------------- conv */
+
+/* Every output channel of group @grp for the band of output rows starting
+ * at @oy0. */
+static void
+conv_band (const Job *job, int grp, int oy0, float *scratch)
+{
+  const Packed512 *p = job->p;
+  const YoloseConvDesc *d = &p->desc;
+  const Geometry *g = &job->geo;
+  int band_end = MIN (oy0 + g->band_rows, g->out_h);
+  int nv = (band_end - oy0) * g->wv;
+  int n_tiles = (nv + NR - 1) / NR;
+  float *buf = scratch, *sums = buf + g->buffer_floats;
+  int *offsets = (int *)(sums + g->sums_floats);
+  const float *a_group = p->a + (size_t)grp * p->m_panels * p->k * MR;
+  Epilogue e = { d->bias + (size_t)grp * p->m,
+                 d->act,
+                 job->out->data + (size_t)grp * p->m * g->out_h * g->out_w,
+                 job->residual ? job->residual->data
+                                     + (size_t)grp * p->m * g->out_h * g->out_w
+                               : NULL,
+                 (size_t)g->out_h * g->out_w,
+                 g->out_w };
+  float tile[MR * NR] __attribute__ ((aligned (64)));
+
+  for (int c0 = 0; c0 < p->cin; c0 += p->ch_block) {
+    int n_ch = MIN (p->ch_block, p->cin - c0);
+    int k0 = c0 * p->taps, kc = n_ch * p->taps;
+    gboolean first = c0 == 0, last = c0 + n_ch == p->cin;
+
+    fill_band (job, grp, c0, n_ch, oy0, buf);
+    fill_offsets (job, n_ch, offsets);
+    for (int j = 0; j < n_tiles; j++) {
+      Segment seg[NR];
+      int n_seg = last ? tile_segments (g, oy0, band_end, j * NR, seg) : 0;
+      for (int i = 0; i < p->m_panels; i++) {
+        const float *a = a_group + ((size_t)i * p->k + k0) * MR;
+        float *c
+            = first && last ? tile : sums + ((size_t)i * n_tiles + j) * MR * NR;
+        gemm_8x32 (kc, a, buf + (size_t)j * NR, offsets, c, !first);
+        if (last)
+          store_tile (&e, c, i * MR, MIN (MR, p->m - i * MR), seg, n_seg);
+      }
+    }
+  }
+}
+
+static void
+avx512_conv2d (const YoloseConvDesc *desc, const void *packed,
+               const YoloseTensor *in, const YoloseTensor *residual,
+               YoloseTensor *out, void *scratch, int threads)
+{
+  Job job = { packed, in, residual, out };
+  int n_tasks;
+  size_t per_thread;
+  float *base = (float *)round_up ((uintptr_t)scratch, 64);
+
+  job.geo = geometry (packed, in->h, in->w, threads);
+  per_thread = thread_floats (packed, &job.geo);
+  n_tasks = job.geo.n_bands * desc->groups;
+
+#pragma omp parallel num_threads(threads)
+  {
+    float *mine = base + (size_t)omp_get_thread_num () * per_thread;
+#pragma omp for schedule(static)
+    for (int t = 0; t < n_tasks; t++) {
+      int grp = t / job.geo.n_bands, band = t % job.geo.n_bands;
+      conv_band (&job, grp, band * job.geo.band_rows, mine);
+    }
+  }
+}
+
+static const YoloseKernels avx512_conv = {
+  .name = "avx512",
+  .conv_pack = avx512_conv_pack,
+  .conv_packed_free = avx512_conv_packed_free,
+  .conv_scratch_size = avx512_conv_scratch_size,
+  .conv2d = avx512_conv2d,
+};
+
+/* The convolution entries of the "avx512" table; the other entries are
+ * NULL for kernels_select.c to fill. */
+const YoloseKernels *
+yolose_kernels_avx512_conv (void)
+{
+  return &avx512_conv;
+}
