@@ -811,12 +811,15 @@ gst_yolose_start (GstBaseTransform *trans)
   self->latency = 0;
   self->latency_reported = 0;
   self->latency_posted_at = 0;
+  self->upstream_live = FALSE;
+  self->upstream_latency = 0;
   mode = self->settings.mode;
   self->started = TRUE;
   GST_OBJECT_UNLOCK (self);
 
   forget_results (self);
   self->worker_serial = 0;
+  self->processed = self->dropped = 0;
   if (mode == GST_YOLOSE_MODE_ASYNC) {
     self->worker = gst_yolose_worker_new (worker_detect, self, &error);
     if (self->worker == NULL) {
@@ -886,6 +889,78 @@ gst_yolose_set_info (GstVideoFilter *filter, GstCaps *incaps,
 
 /* ----- per frame ----- */
 
+/* How late @buf reaches us in a live pipeline, beyond what upstream's
+ * latency and one frame period allow; 0 when on time or not live. */
+static GstClockTime
+lateness_on_arrival (GstYolose *self, GstBuffer *buf)
+{
+  GstBaseTransform *trans = GST_BASE_TRANSFORM (self);
+  GstClockTime running, now, allowed, period;
+  GstClock *clock;
+  gboolean live;
+
+  GST_OBJECT_LOCK (self);
+  live = self->upstream_live;
+  allowed = self->upstream_latency;
+  GST_OBJECT_UNLOCK (self);
+  if (!live || !gst_base_transform_is_qos_enabled (trans)
+      || trans->segment.format != GST_FORMAT_TIME
+      || !GST_BUFFER_PTS_IS_VALID (buf))
+    return 0;
+  running = gst_segment_to_running_time (&trans->segment, GST_FORMAT_TIME,
+                                         GST_BUFFER_PTS (buf));
+  clock = gst_element_get_clock (GST_ELEMENT (self));
+  if (clock == NULL || !GST_CLOCK_TIME_IS_VALID (running)) {
+    g_clear_object (&clock);
+    return 0;
+  }
+  now = gst_clock_get_time (clock)
+        - gst_element_get_base_time (GST_ELEMENT (self));
+  gst_object_unref (clock);
+  period = GST_BUFFER_DURATION_IS_VALID (buf) ? GST_BUFFER_DURATION (buf)
+                                              : GST_SECOND / 30;
+  allowed += running + period;
+  return now > allowed ? now - allowed : 0;
+}
+
+static void
+post_qos_drop (GstYolose *self, GstBuffer *buf, GstClockTime lateness)
+{
+  GstSegment *segment = &GST_BASE_TRANSFORM (self)->segment;
+  GstClockTime pts = GST_BUFFER_PTS (buf);
+  GstMessage *msg;
+
+  msg = gst_message_new_qos (
+      GST_OBJECT (self), TRUE,
+      gst_segment_to_running_time (segment, GST_FORMAT_TIME, pts),
+      gst_segment_to_stream_time (segment, GST_FORMAT_TIME, pts), pts,
+      GST_BUFFER_DURATION (buf));
+  gst_message_set_qos_values (msg, (gint64)lateness, 1.0, 1000000);
+  gst_message_set_qos_stats (msg, GST_FORMAT_BUFFERS, self->processed,
+                             self->dropped);
+  gst_element_post_message (GST_ELEMENT (self), msg);
+}
+
+/* The sink's QoS events make the base class drop frames it knows will be
+ * late, but only after one came late: in a live pipeline the frame that
+ * waited upstream while we detected on the previous one arrives stale
+ * already, and detecting on it would put the picture a second detection
+ * time behind.  Skipping it lets the next, fresh frame be detected. */
+static gboolean
+drop_if_stale (GstYolose *self, GstBuffer *buf)
+{
+  GstClockTime lateness = lateness_on_arrival (self, buf);
+
+  if (lateness == 0)
+    return FALSE;
+  self->dropped++;
+  GST_DEBUG_OBJECT (self,
+                    "dropping a frame that arrived %" GST_TIME_FORMAT " late",
+                    GST_TIME_ARGS (lateness));
+  post_qos_drop (self, buf, lateness);
+  return TRUE;
+}
+
 static gboolean
 run_sync (GstYolose *self, const GstVideoFrame *frame, GstClockTime pts,
           const GstYoloseSettings *s)
@@ -896,6 +971,7 @@ run_sync (GstYolose *self, const GstVideoFrame *frame, GstClockTime pts,
   self->frame_count++;
   if (!due)
     return FALSE;
+  self->processed++;
   image = self->image_template;
   set_image_planes (&image, frame);
   detect (self, &image, s, self->boxes);
@@ -1062,7 +1138,10 @@ map_frame_or_post_error (GstYolose *self, GstVideoFrame *frame, GstBuffer *buf,
                          gboolean writable)
 {
   GstVideoInfo *info = &GST_VIDEO_FILTER (self)->in_info;
-  GstMapFlags flags = writable ? GST_MAP_READWRITE : GST_MAP_READ;
+  /* NO_REF: a mapped frame's extra reference would make the buffer
+   * read-only for the metas we add. */
+  GstMapFlags flags = GST_VIDEO_FRAME_MAP_FLAG_NO_REF
+                      | (writable ? GST_MAP_READWRITE : GST_MAP_READ);
 
   if (gst_video_frame_map (frame, info, buf, flags))
     return TRUE;
@@ -1098,6 +1177,9 @@ gst_yolose_transform_ip (GstBaseTransform *trans, GstBuffer *buf)
     return GST_FLOW_NOT_NEGOTIATED;
   }
   copy_settings (self, &s);
+  if (self->worker == NULL && self->frame_count % s.inference_interval == 0
+      && drop_if_stale (self, buf))
+    return GST_BASE_TRANSFORM_FLOW_DROPPED;
   if (!map_frame_or_post_error (self, &frame, buf, s.overlay))
     return GST_FLOW_ERROR;
 
@@ -1154,6 +1236,8 @@ gst_yolose_query (GstBaseTransform *trans, GstPadDirection direction,
     return FALSE;
   gst_query_parse_latency (query, &live, &min, &max);
   GST_OBJECT_LOCK (self);
+  self->upstream_live = live;
+  self->upstream_latency = min;
   ours = self->latency;
   self->latency_reported = ours;
   GST_OBJECT_UNLOCK (self);

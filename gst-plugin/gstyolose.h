@@ -65,6 +65,9 @@ struct _GstYolose {
   GstClockTime latency;
   GstClockTime latency_reported;
   gint64 latency_posted_at;
+  /* What upstream answered the last LATENCY query. */
+  gboolean upstream_live;
+  GstClockTime upstream_latency;
 
   /* The inference thread's own: the streaming thread in mode=sync, the
    * worker in mode=async. */
@@ -82,6 +85,7 @@ struct _GstYolose {
   GstClockTime boxes_pts; /* of the frame they were found on */
   gboolean have_boxes;
   guint64 worker_serial;
+  guint64 processed, dropped; /* QoS statistics of our own drops */
   GstYoloseWorker *worker;
   GstYoloseOverlay *overlay;
 };

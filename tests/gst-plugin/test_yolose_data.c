@@ -1,0 +1,1235 @@
+/* yolose element tests on the real checkpoints and images of
+ * $YOLOSE_TESTDATA: negotiation, odd sizes, detections equal to the core
+ * detector's, overlay, thresholds, class filter, interval, async mode,
+ * latency and QoS, model swaps and state-change cycles.  Skipped (77) when
+ * the data is missing. */
+#include <gst/check/gstcheck.h>
+#include <gst/check/gstharness.h>
+#include <gst/app/gstappsink.h>
+#include <gst/video/video.h>
+#include <math.h>
+#include <string.h>
+
+#include "testdata.h"
+#include "yolose.h"
+
+#define MODEL "models/yolov5n-coco.pt"
+#define MODEL_SE "models/yolov5n-se-coco.pt"
+#define MODEL_VOC "models/yolov5s-se-voc-random.pt"
+#define BUS "images/bus.jpg"
+#define ZIDANE "images/zidane.jpg"
+
+static const gchar *rgb_formats[] = {
+  "RGB", "BGR", "RGBx", "BGRx", "xRGB", "xBGR", "RGBA", "BGRA", "ARGB", "ABGR",
+};
+
+static const gchar *yuv_formats[] = {
+  "I420", "YV12", "NV12", "NV21", "YUY2", "UYVY",
+};
+
+static const gchar *all_formats[] = {
+  "RGB",  "BGR",  "RGBx", "BGRx", "xRGB", "xBGR", "RGBA", "BGRA",  "ARGB",
+  "ABGR", "I420", "YV12", "NV12", "NV21", "YUY2", "UYVY", "GRAY8",
+};
+
+/* A detection as the test compares it, in frame pixels. */
+typedef struct {
+  int class_id;
+  gchar label[64];
+  double confidence;
+  double x1, y1, x2, y2;
+  double age_ms;
+} Det;
+
+static gchar *
+data (const gchar *relative)
+{
+  gchar *path = yolose_test_data_path (relative);
+
+  fail_unless (path != NULL, "missing test data %s", relative);
+  return path;
+}
+
+/* ----- decoding images ----- */
+
+/* Runs @launch (which ends in an appsink named "sink") and returns the
+ * first buffer it produced, with its video info. */
+static GstBuffer *
+pull_one_buffer (const gchar *launch, GstVideoInfo *info)
+{
+  GError *error = NULL;
+  GstElement *pipeline = gst_parse_launch (launch, &error);
+  GstElement *sink;
+  GstSample *sample;
+  GstBuffer *buffer;
+
+  fail_unless (pipeline != NULL, "%s: %s", launch, error ? error->message : "");
+  sink = gst_bin_get_by_name (GST_BIN (pipeline), "sink");
+  fail_unless (gst_element_set_state (pipeline, GST_STATE_PLAYING)
+               != GST_STATE_CHANGE_FAILURE);
+  sample = gst_app_sink_pull_sample (GST_APP_SINK (sink));
+  fail_unless (sample != NULL, "no frame from %s", launch);
+  fail_unless (gst_video_info_from_caps (info, gst_sample_get_caps (sample)));
+  buffer = gst_buffer_ref (gst_sample_get_buffer (sample));
+  gst_sample_unref (sample);
+  gst_element_set_state (pipeline, GST_STATE_NULL);
+  gst_object_unref (sink);
+  gst_object_unref (pipeline);
+  return buffer;
+}
+
+/* The image decoded and converted to @format by jpegdec and videoconvert,
+ * exactly what `filesrc ! jpegdec ! videoconvert ! video/x-raw,format=X`
+ * feeds the element. */
+static GstBuffer *
+decode_image (const gchar *image, const gchar *format, GstVideoInfo *info)
+{
+  gchar *path = data (image);
+  gchar *launch = g_strdup_printf (
+      "filesrc location=\"%s\" ! jpegdec ! "
+      "videoconvert ! video/x-raw,format=%s ! appsink name=sink",
+      path, format);
+  GstBuffer *buffer = pull_one_buffer (launch, info);
+
+  g_free (launch);
+  g_free (path);
+  return buffer;
+}
+
+static GstCaps *
+caps_of (const GstVideoInfo *info)
+{
+  return gst_video_info_to_caps (info);
+}
+
+/* ----- reading the element's output ----- */
+
+static GArray *
+dets_from_buffer (GstBuffer *buf, int width, int height)
+{
+  GArray *dets = g_array_new (FALSE, TRUE, sizeof (Det));
+  gpointer state = NULL;
+  GstMeta *meta;
+
+  while ((meta = gst_buffer_iterate_meta_filtered (
+              buf, &state, GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE))
+         != NULL) {
+    GstVideoRegionOfInterestMeta *roi = (GstVideoRegionOfInterestMeta *)meta;
+    GstStructure *s
+        = gst_video_region_of_interest_meta_get_param (roi, "detection");
+    double x_min, y_min, x_max, y_max;
+    const gchar *label;
+    Det d = { 0 };
+
+    fail_unless (s != NULL, "ROI meta without a detection structure");
+    fail_unless (gst_structure_get (
+        s, "x_min", G_TYPE_DOUBLE, &x_min, "y_min", G_TYPE_DOUBLE, &y_min,
+        "x_max", G_TYPE_DOUBLE, &x_max, "y_max", G_TYPE_DOUBLE, &y_max,
+        "confidence", G_TYPE_DOUBLE, &d.confidence, "label_id", G_TYPE_INT,
+        &d.class_id, "age_ms", G_TYPE_DOUBLE, &d.age_ms, NULL));
+    label = gst_structure_get_string (s, "label");
+    fail_unless (label != NULL);
+    fail_unless_equals_string (label, g_quark_to_string (roi->roi_type));
+    g_strlcpy (d.label, label, sizeof d.label);
+    fail_unless (x_min >= 0 && x_max <= 1 && y_min >= 0 && y_max <= 1);
+    d.x1 = x_min * width;
+    d.y1 = y_min * height;
+    d.x2 = x_max * width;
+    d.y2 = y_max * height;
+    /* The pixel rectangle covers the exact box. */
+    fail_unless (roi->x <= d.x1 + 1e-3 && roi->y <= d.y1 + 1e-3);
+    fail_unless (roi->x + roi->w >= d.x2 - 1e-3);
+    fail_unless (roi->y + roi->h >= d.y2 - 1e-3);
+    fail_unless (roi->x + roi->w <= (guint)width);
+    fail_unless (roi->y + roi->h <= (guint)height);
+    g_array_append_val (dets, d);
+  }
+  return dets;
+}
+
+/* ----- the core detector, as the reference ----- */
+
+static GArray *
+core_detect (const gchar *model, int input_size, GstBuffer *rgb,
+             const GstVideoInfo *info, const YoloseNmsParams *params)
+{
+  gchar *path = data (model);
+  YoloseConfig config;
+  YoloseDetector *det;
+  YoloseImage image;
+  YoloseDetection out[1000];
+  GstVideoFrame frame;
+  GError *error = NULL;
+  GArray *dets = g_array_new (FALSE, TRUE, sizeof (Det));
+  gsize n;
+
+  yolose_config_init (&config);
+  config.model_path = path;
+  config.input_size = input_size;
+  det = yolose_detector_new (&config, &error);
+  fail_unless (det != NULL, "%s", error ? error->message : "");
+  fail_unless (gst_video_frame_map (&frame, info, rgb, GST_MAP_READ));
+  yolose_image_init_rgb (&image, GST_VIDEO_FRAME_PLANE_DATA (&frame, 0),
+                         info->width, info->height,
+                         GST_VIDEO_FRAME_PLANE_STRIDE (&frame, 0));
+  n = yolose_detector_detect (det, &image, params, out, G_N_ELEMENTS (out));
+  gst_video_frame_unmap (&frame);
+  for (gsize i = 0; i < n; i++) {
+    Det d = { out[i].class_id, "",        out[i].confidence, out[i].x1,
+              out[i].y1,       out[i].x2, out[i].y2,         0 };
+    g_strlcpy (d.label, yolose_detector_get_class_name (det, d.class_id),
+               sizeof d.label);
+    g_array_append_val (dets, d);
+  }
+  yolose_detector_free (det);
+  g_free (path);
+  return dets;
+}
+
+static GArray *
+core_detect_default (const gchar *model, int input_size, GstBuffer *rgb,
+                     const GstVideoInfo *info)
+{
+  YoloseNmsParams params;
+
+  yolose_nms_params_init (&params);
+  return core_detect (model, input_size, rgb, info, &params);
+}
+
+static void
+print_dets (const gchar *what, GArray *dets)
+{
+  g_print ("%s: %u detections\n", what, dets->len);
+  for (guint i = 0; i < dets->len; i++) {
+    Det *d = &g_array_index (dets, Det, i);
+    g_print ("  %-12s %.4f  %.2f %.2f %.2f %.2f\n", d->label, d->confidence,
+             d->x1, d->y1, d->x2, d->y2);
+  }
+}
+
+/* Same detections in the same order: the RGB family reads the very same
+ * pixel values as the core's RGB path. */
+static void
+assert_same_dets (GArray *got, GArray *want, const gchar *what)
+{
+  if (got->len != want->len) {
+    print_dets ("element", got);
+    print_dets ("core", want);
+  }
+  fail_unless_equals_int (got->len, want->len);
+  for (guint i = 0; i < got->len; i++) {
+    Det *a = &g_array_index (got, Det, i), *b = &g_array_index (want, Det, i);
+    fail_unless_equals_int (a->class_id, b->class_id);
+    fail_unless_equals_string (a->label, b->label);
+    fail_unless (fabs (a->confidence - b->confidence) < 1e-6,
+                 "%s #%u: confidence %f vs %f", what, i, a->confidence,
+                 b->confidence);
+    fail_unless (fabs (a->x1 - b->x1) < 1e-3 && fabs (a->y1 - b->y1) < 1e-3
+                     && fabs (a->x2 - b->x2) < 1e-3
+                     && fabs (a->y2 - b->y2) < 1e-3,
+                 "%s #%u: box %.3f %.3f %.3f %.3f vs %.3f %.3f %.3f %.3f", what,
+                 i, a->x1, a->y1, a->x2, a->y2, b->x1, b->y1, b->x2, b->y2);
+  }
+}
+
+static double
+iou (const Det *a, const Det *b)
+{
+  double iw = MIN (a->x2, b->x2) - MAX (a->x1, b->x1);
+  double ih = MIN (a->y2, b->y2) - MAX (a->y1, b->y1);
+  double inter, uni;
+
+  if (iw <= 0 || ih <= 0)
+    return 0;
+  inter = iw * ih;
+  uni = (a->x2 - a->x1) * (a->y2 - a->y1) + (b->x2 - b->x1) * (b->y2 - b->y1)
+        - inter;
+  return inter / uni;
+}
+
+/* Every detection of @from that is clearly above the threshold has a
+ * partner in @in with the same label and IoU >= 0.8.  Detections near the
+ * threshold may fall either side of it after a different YUV->RGB
+ * conversion, so they are not required. */
+static void
+assert_matched (GArray *from, GArray *in, double min_conf, const gchar *what)
+{
+  for (guint i = 0; i < from->len; i++) {
+    Det *a = &g_array_index (from, Det, i);
+    double best = 0;
+
+    if (a->confidence < min_conf)
+      continue;
+    for (guint j = 0; j < in->len; j++) {
+      Det *b = &g_array_index (in, Det, j);
+      if (b->class_id == a->class_id)
+        best = MAX (best, iou (a, b));
+    }
+    fail_unless (best >= 0.8,
+                 "%s: %s %.2f at %.0f,%.0f,%.0f,%.0f has no "
+                 "partner (best IoU %.3f)",
+                 what, a->label, a->confidence, a->x1, a->y1, a->x2, a->y2,
+                 best);
+  }
+}
+
+/* ----- running the element ----- */
+
+static GstHarness *
+yolose_harness (const gchar *model, const gchar *props)
+{
+  gchar *path = data (model);
+  gchar *launch
+      = g_strdup_printf ("yolose model=\"%s\" %s", path, props ? props : "");
+  GstHarness *h = gst_harness_new_parse (launch);
+
+  g_free (launch);
+  g_free (path);
+  return h;
+}
+
+static GstElement *
+harness_yolose (GstHarness *h)
+{
+  return gst_harness_find_element (h, "yolose");
+}
+
+/* Pushes a copy of @frame with @pts and returns the output buffer. */
+static GstBuffer *
+push_copy (GstHarness *h, GstBuffer *frame, GstClockTime pts)
+{
+  GstBuffer *copy = gst_buffer_copy_deep (frame);
+
+  GST_BUFFER_PTS (copy) = pts;
+  GST_BUFFER_DURATION (copy) = GST_SECOND / 30;
+  return gst_harness_push_and_pull (h, copy);
+}
+
+/* The element's detections on @image in @format. */
+static GArray *
+element_detect (const gchar *image, const gchar *format, const gchar *props,
+                GstVideoInfo *info_out)
+{
+  GstVideoInfo info;
+  GstBuffer *in = decode_image (image, format, &info);
+  GstHarness *h = yolose_harness (MODEL, props);
+  GstBuffer *out;
+  GArray *dets;
+
+  gst_harness_set_src_caps (h, caps_of (&info));
+  out = push_copy (h, in, 0);
+  fail_unless (out != NULL);
+  dets = dets_from_buffer (out, info.width, info.height);
+  gst_buffer_unref (out);
+  gst_buffer_unref (in);
+  gst_harness_teardown (h);
+  if (info_out)
+    *info_out = info;
+  return dets;
+}
+
+static GstBus *
+watch_bus (GstHarness *h)
+{
+  GstBus *bus = gst_bus_new ();
+
+  gst_element_set_bus (h->element, bus);
+  return bus;
+}
+
+static guint
+count_messages (GstBus *bus, const gchar *name)
+{
+  GstMessage *msg;
+  guint n = 0;
+
+  while ((msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ELEMENT)) != NULL) {
+    if (gst_message_has_name (msg, name))
+      n++;
+    gst_message_unref (msg);
+  }
+  return n;
+}
+
+static GstBuffer *
+pattern_frame (const GstVideoInfo *info)
+{
+  GstBuffer *buf = gst_buffer_new_allocate (NULL, info->size, NULL);
+  GstMapInfo map;
+
+  gst_buffer_map (buf, &map, GST_MAP_WRITE);
+  for (gsize i = 0; i < map.size; i++)
+    map.data[i] = (guint8)(i * 37 + (i >> 7));
+  gst_buffer_unmap (buf, &map);
+  return buf;
+}
+
+/* ----- tests ----- */
+
+static gboolean
+buffer_equals (GstBuffer *a, GstBuffer *b)
+{
+  GstMapInfo ma, mb;
+  gboolean same;
+
+  fail_unless (gst_buffer_map (a, &ma, GST_MAP_READ));
+  fail_unless (gst_buffer_map (b, &mb, GST_MAP_READ));
+  same = ma.size == mb.size && memcmp (ma.data, mb.data, ma.size) == 0;
+  gst_buffer_unmap (a, &ma);
+  gst_buffer_unmap (b, &mb);
+  return same;
+}
+
+/* Every format negotiates with identical caps on both sides, the frame
+ * passes through, and with overlay=false not a byte of it changes. */
+GST_START_TEST (test_negotiation_every_format)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (all_formats); i++) {
+    GstHarness *h = yolose_harness (MODEL, "input-size=160");
+    gchar *caps_str = g_strdup_printf ("video/x-raw,format=%s,width=64,"
+                                       "height=48,framerate=30/1",
+                                       all_formats[i]);
+    GstCaps *caps = gst_caps_from_string (caps_str);
+    GstVideoInfo info;
+    GstBuffer *in, *out;
+    GstCaps *out_caps;
+
+    gst_video_info_from_caps (&info, caps);
+    gst_harness_set_src_caps (h, gst_caps_ref (caps));
+    in = pattern_frame (&info);
+    out = push_copy (h, in, 0);
+    fail_unless (out != NULL, "%s: no output", all_formats[i]);
+    out_caps = gst_pad_get_current_caps (h->sinkpad);
+    fail_unless (gst_caps_is_equal (out_caps, caps), "%s: caps changed",
+                 all_formats[i]);
+    fail_unless (buffer_equals (in, out), "%s: pixels changed", all_formats[i]);
+    gst_caps_unref (out_caps);
+    gst_caps_unref (caps);
+    gst_buffer_unref (out);
+    gst_buffer_unref (in);
+    g_free (caps_str);
+    gst_harness_teardown (h);
+  }
+}
+
+GST_END_TEST;
+
+/* Tiny and odd sizes (1x1, 2x2, 7x5, odd widths and heights for the 4:2:0
+ * and 4:2:2 formats) run through the detector in every format, changing
+ * size mid-stream, without a read out of bounds (ASan) or a changed pixel. */
+GST_START_TEST (test_odd_sizes_every_format)
+{
+  static const int sizes[][2] = { { 1, 1 }, { 2, 2 }, { 7, 5 }, { 33, 17 },
+                                  { 3, 1 }, { 1, 9 }, { 65, 3 } };
+
+  for (guint i = 0; i < G_N_ELEMENTS (all_formats); i++) {
+    GstHarness *h = yolose_harness (MODEL, "input-size=160");
+
+    for (guint s = 0; s < G_N_ELEMENTS (sizes); s++) {
+      GstVideoInfo info;
+      GstBuffer *in, *out;
+
+      gst_video_info_set_format (&info,
+                                 gst_video_format_from_string (all_formats[i]),
+                                 sizes[s][0], sizes[s][1]);
+      gst_harness_set_src_caps (h, caps_of (&info));
+      in = pattern_frame (&info);
+      out = push_copy (h, in, s * GST_SECOND);
+      fail_unless (out != NULL, "%s %dx%d", all_formats[i], sizes[s][0],
+                   sizes[s][1]);
+      fail_unless (buffer_equals (in, out), "%s %dx%d: pixels changed",
+                   all_formats[i], sizes[s][0], sizes[s][1]);
+      gst_buffer_unref (in);
+      gst_buffer_unref (out);
+    }
+    gst_harness_teardown (h);
+  }
+}
+
+GST_END_TEST;
+
+static void
+check_rgb_family_equals_core (const gchar *image, int input_size)
+{
+  GstVideoInfo rgb_info;
+  GstBuffer *rgb = decode_image (image, "RGB", &rgb_info);
+  GArray *want = core_detect_default (MODEL, input_size, rgb, &rgb_info);
+  gchar *props = g_strdup_printf ("input-size=%d", input_size);
+
+  fail_unless (want->len > 0, "the core found nothing on %s", image);
+  for (guint i = 0; i < G_N_ELEMENTS (rgb_formats); i++) {
+    GArray *got = element_detect (image, rgb_formats[i], props, NULL);
+    gchar *what = g_strdup_printf ("%s %s", image, rgb_formats[i]);
+    assert_same_dets (got, want, what);
+    g_free (what);
+    g_array_free (got, TRUE);
+  }
+  g_print ("%s at %d: %u detections, equal in all %u RGB formats\n", image,
+           input_size, want->len, (guint)G_N_ELEMENTS (rgb_formats));
+  g_free (props);
+  g_array_free (want, TRUE);
+  gst_buffer_unref (rgb);
+}
+
+/* On bus.jpg and zidane.jpg every RGB-family format gives exactly the
+ * core detector's detections on the decoded RGB frame (input 320). */
+GST_START_TEST (test_rgb_family_equals_core)
+{
+  check_rgb_family_equals_core (BUS, 320);
+  check_rgb_family_equals_core (ZIDANE, 320);
+}
+
+GST_END_TEST;
+
+/* At the default input size (640) the element's RGB metas equal the core
+ * detector's, which is what yolose-detect prints. */
+GST_START_TEST (test_default_size_equals_core)
+{
+  const gchar *images[] = { BUS, ZIDANE };
+
+  for (guint i = 0; i < G_N_ELEMENTS (images); i++) {
+    GstVideoInfo info;
+    GstBuffer *rgb = decode_image (images[i], "RGB", &info);
+    GArray *want = core_detect_default (MODEL, 640, rgb, &info);
+    GArray *got = element_detect (images[i], "RGB", NULL, NULL);
+
+    fail_unless (want->len > 0);
+    assert_same_dets (got, want, images[i]);
+    print_dets (images[i], got);
+    g_array_free (want, TRUE);
+    g_array_free (got, TRUE);
+    gst_buffer_unref (rgb);
+  }
+}
+
+GST_END_TEST;
+
+/* In the YUV and gray formats, the element's detections match the core's
+ * on the RGB frame in label and place (IoU >= 0.8) both ways. */
+GST_START_TEST (test_yuv_formats_match_core)
+{
+  const gchar *images[] = { BUS, ZIDANE };
+
+  for (guint i = 0; i < G_N_ELEMENTS (images); i++) {
+    GstVideoInfo rgb_info;
+    GstBuffer *rgb = decode_image (images[i], "RGB", &rgb_info);
+    GArray *want = core_detect_default (MODEL, 320, rgb, &rgb_info);
+
+    for (guint f = 0; f < G_N_ELEMENTS (yuv_formats); f++) {
+      GArray *got
+          = element_detect (images[i], yuv_formats[f], "input-size=320", NULL);
+      gchar *what = g_strdup_printf ("%s %s", images[i], yuv_formats[f]);
+
+      assert_matched (want, got, 0.4, what);
+      assert_matched (got, want, 0.4, what);
+      g_print ("%s: %u detections (core: %u)\n", what, got->len, want->len);
+      g_free (what);
+      g_array_free (got, TRUE);
+    }
+    g_array_free (want, TRUE);
+    gst_buffer_unref (rgb);
+  }
+}
+
+GST_END_TEST;
+
+/* With overlay=true the picture changes where the boxes are; with
+ * overlay=false it stays byte for byte the same, in RGB, I420, NV12, YUY2
+ * and GRAY8. */
+GST_START_TEST (test_overlay_on_changes_pixels_off_none)
+{
+  const gchar *formats[] = { "RGB", "BGRx", "I420", "NV12", "YUY2", "GRAY8" };
+
+  for (guint f = 0; f < G_N_ELEMENTS (formats); f++) {
+    GstVideoInfo info;
+    GstBuffer *in = decode_image (BUS, formats[f], &info);
+    GstHarness *h = yolose_harness (MODEL, "input-size=320");
+    GstElement *e = harness_yolose (h);
+    GstBuffer *out;
+
+    gst_harness_set_src_caps (h, caps_of (&info));
+    out = push_copy (h, in, 0);
+    fail_unless (
+        gst_buffer_get_n_meta (out, GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE)
+        > 0);
+    fail_unless (buffer_equals (in, out), "%s: overlay=false drew", formats[f]);
+    gst_buffer_unref (out);
+
+    g_object_set (e, "overlay", TRUE, NULL);
+    out = push_copy (h, in, GST_SECOND);
+    fail_if (buffer_equals (in, out), "%s: overlay=true drew nothing",
+             formats[f]);
+    gst_buffer_unref (out);
+
+    gst_object_unref (e);
+    gst_buffer_unref (in);
+    gst_harness_teardown (h);
+  }
+}
+
+GST_END_TEST;
+
+/* Thresholds and max-detections, changed while playing, give exactly what
+ * the core gives with the same settings. */
+GST_START_TEST (test_thresholds_change_while_playing)
+{
+  GstVideoInfo info;
+  GstBuffer *in = decode_image (BUS, "RGB", &info);
+  GstHarness *h = yolose_harness (MODEL, "input-size=320");
+  GstElement *e = harness_yolose (h);
+  YoloseNmsParams params;
+  GArray *got, *want, *base;
+  GstBuffer *out;
+
+  gst_harness_set_src_caps (h, caps_of (&info));
+  out = push_copy (h, in, 0);
+  base = dets_from_buffer (out, info.width, info.height);
+  gst_buffer_unref (out);
+
+  g_object_set (e, "conf-threshold", 0.6f, NULL);
+  out = push_copy (h, in, GST_SECOND);
+  got = dets_from_buffer (out, info.width, info.height);
+  gst_buffer_unref (out);
+  yolose_nms_params_init (&params);
+  params.conf_threshold = 0.6f;
+  want = core_detect (MODEL, 320, in, &info, &params);
+  assert_same_dets (got, want, "conf 0.6");
+  fail_unless (got->len < base->len, "conf 0.6 kept %u of %u", got->len,
+               base->len);
+  for (guint i = 0; i < got->len; i++)
+    fail_unless (g_array_index (got, Det, i).confidence > 0.6);
+  g_array_free (got, TRUE);
+  g_array_free (want, TRUE);
+
+  g_object_set (e, "conf-threshold", 0.25f, "iou-threshold", 0.9f,
+                "max-detections", 3, NULL);
+  out = push_copy (h, in, 2 * GST_SECOND);
+  got = dets_from_buffer (out, info.width, info.height);
+  gst_buffer_unref (out);
+  yolose_nms_params_init (&params);
+  params.iou_threshold = 0.9f;
+  params.max_detections = 3;
+  want = core_detect (MODEL, 320, in, &info, &params);
+  assert_same_dets (got, want, "iou 0.9, max 3");
+  fail_unless_equals_int (got->len, 3);
+
+  g_array_free (got, TRUE);
+  g_array_free (want, TRUE);
+  g_array_free (base, TRUE);
+  gst_object_unref (e);
+  gst_buffer_unref (in);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
+/* classes keeps only the named classes (by label or id, also changed while
+ * playing); a name the model lacks is refused with a warning and the
+ * previous filter stays. */
+GST_START_TEST (test_class_filter)
+{
+  GstVideoInfo info;
+  GstBuffer *in = decode_image (BUS, "RGB", &info);
+  GstHarness *h = yolose_harness (MODEL, "input-size=320 classes=person");
+  GstElement *e = harness_yolose (h);
+  GstBus *bus = watch_bus (h);
+  YoloseNmsParams params;
+  guint8 mask[80] = { 0 };
+  GArray *got, *want, *all;
+  GstBuffer *out;
+  GstMessage *msg;
+  gchar *classes;
+  guint persons = 0;
+
+  gst_harness_set_src_caps (h, caps_of (&info));
+  out = push_copy (h, in, 0);
+  got = dets_from_buffer (out, info.width, info.height);
+  gst_buffer_unref (out);
+  mask[0] = 1;
+  yolose_nms_params_init (&params);
+  params.class_mask = mask;
+  want = core_detect (MODEL, 320, in, &info, &params);
+  assert_same_dets (got, want, "classes=person");
+  all = core_detect_default (MODEL, 320, in, &info);
+  for (guint i = 0; i < all->len; i++)
+    persons += g_array_index (all, Det, i).class_id == 0;
+  fail_unless (persons > 0 && persons < all->len);
+  g_array_free (got, TRUE);
+  g_array_free (want, TRUE);
+
+  /* bus.jpg holds a bus (id 5) and people. */
+  g_object_set (e, "classes", "5", NULL);
+  out = push_copy (h, in, GST_SECOND);
+  got = dets_from_buffer (out, info.width, info.height);
+  gst_buffer_unref (out);
+  fail_unless (got->len > 0);
+  for (guint i = 0; i < got->len; i++)
+    fail_unless_equals_string (g_array_index (got, Det, i).label, "bus");
+  g_array_free (got, TRUE);
+
+  g_object_set (e, "classes", "person,dragon", NULL);
+  msg = gst_bus_pop_filtered (bus, GST_MESSAGE_WARNING);
+  fail_unless (msg != NULL, "no warning for an unknown class");
+  gst_message_unref (msg);
+  g_object_get (e, "classes", &classes, NULL);
+  fail_unless_equals_string (classes, "5");
+  g_free (classes);
+
+  g_array_free (all, TRUE);
+  gst_element_set_bus (h->element, NULL);
+  gst_object_unref (bus);
+  gst_object_unref (e);
+  gst_buffer_unref (in);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
+/* inference-interval=3 detects on frames 0, 3 and 6 only (one message
+ * each) while every frame carries the last results, with their age. */
+GST_START_TEST (test_inference_interval)
+{
+  GstVideoInfo info;
+  GstBuffer *in = decode_image (ZIDANE, "RGB", &info);
+  GstHarness *h = yolose_harness (
+      MODEL, "input-size=320 inference-interval=3 post-messages=true");
+  GstBus *bus = watch_bus (h);
+  GArray *first_dets = NULL;
+  const GstClockTime step = GST_SECOND / 30;
+
+  gst_harness_set_src_caps (h, caps_of (&info));
+  for (guint i = 0; i < 7; i++) {
+    GstBuffer *out = push_copy (h, in, i * step);
+    GArray *dets = dets_from_buffer (out, info.width, info.height);
+    double expected_age = (double)((i % 3) * step) / GST_MSECOND;
+
+    fail_unless (dets->len > 0, "frame %u carries no detection", i);
+    for (guint d = 0; d < dets->len; d++)
+      fail_unless (fabs (g_array_index (dets, Det, d).age_ms - expected_age)
+                       < 1e-6,
+                   "frame %u: age %f, expected %f", i,
+                   g_array_index (dets, Det, d).age_ms, expected_age);
+    if (first_dets == NULL)
+      first_dets = g_array_ref (dets);
+    else
+      fail_unless_equals_int (dets->len, first_dets->len);
+    g_array_unref (dets);
+    gst_buffer_unref (out);
+  }
+  fail_unless_equals_int (count_messages (bus, "yolose"), 3);
+
+  g_array_unref (first_dets);
+  gst_element_set_bus (h->element, NULL);
+  gst_object_unref (bus);
+  gst_buffer_unref (in);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
+/* post-messages=true posts a `yolose` element message with the frame's
+ * timestamps and the same detections as the metas. */
+GST_START_TEST (test_bus_message_carries_detections)
+{
+  GstVideoInfo info;
+  GstBuffer *in = decode_image (BUS, "RGB", &info);
+  GstHarness *h = yolose_harness (MODEL, "input-size=320 post-messages=true");
+  GstBus *bus = watch_bus (h);
+  GstBuffer *out;
+  GstMessage *msg;
+  const GstStructure *s;
+  const GValue *list;
+  GArray *dets;
+  guint64 ts;
+
+  gst_harness_set_src_caps (h, caps_of (&info));
+  out = push_copy (h, in, 5 * GST_SECOND);
+  dets = dets_from_buffer (out, info.width, info.height);
+  msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ELEMENT);
+  fail_unless (msg != NULL);
+  s = gst_message_get_structure (msg);
+  fail_unless (gst_structure_has_name (s, "yolose"));
+  fail_unless (gst_structure_get_uint64 (s, "timestamp", &ts));
+  fail_unless_equals_uint64 (ts, 5 * GST_SECOND);
+  fail_unless (gst_structure_has_field (s, "running-time"));
+  list = gst_structure_get_value (s, "detections");
+  fail_unless (list != NULL && GST_VALUE_HOLDS_ARRAY (list));
+  fail_unless_equals_int (gst_value_array_get_size (list), dets->len);
+  for (guint i = 0; i < dets->len; i++) {
+    const GstStructure *d
+        = gst_value_get_structure (gst_value_array_get_value (list, i));
+    double conf;
+    fail_unless (gst_structure_get_double (d, "confidence", &conf));
+    fail_unless (conf == g_array_index (dets, Det, i).confidence);
+    fail_unless_equals_string (gst_structure_get_string (d, "label"),
+                               g_array_index (dets, Det, i).label);
+  }
+  gst_message_unref (msg);
+  g_array_free (dets, TRUE);
+  gst_buffer_unref (out);
+  gst_element_set_bus (h->element, NULL);
+  gst_object_unref (bus);
+  gst_buffer_unref (in);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
+/* A buffer smaller than its caps say is refused with an error, never read
+ * past (ASan would tell). */
+GST_START_TEST (test_short_buffer_is_an_error)
+{
+  const gchar *formats[] = { "RGB", "I420", "NV12", "YUY2", "GRAY8" };
+
+  for (guint f = 0; f < G_N_ELEMENTS (formats); f++) {
+    GstHarness *h = yolose_harness (MODEL, "input-size=160");
+    GstBus *bus = watch_bus (h);
+    GstVideoInfo info;
+    GstBuffer *in;
+    GstMessage *msg;
+
+    gst_video_info_set_format (&info, gst_video_format_from_string (formats[f]),
+                               64, 48);
+    gst_harness_set_src_caps (h, caps_of (&info));
+    in = gst_buffer_new_allocate (NULL, info.size - 1, NULL);
+    gst_buffer_memset (in, 0, 0x80, info.size - 1);
+    fail_unless_equals_int (gst_harness_push (h, in), GST_FLOW_ERROR);
+    msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
+    fail_unless (msg != NULL, "%s: no error message", formats[f]);
+    gst_message_unref (msg);
+    gst_element_set_bus (h->element, NULL);
+    gst_object_unref (bus);
+    gst_harness_teardown (h);
+  }
+}
+
+GST_END_TEST;
+
+/* A format change mid-stream (RGB to NV12 to GRAY8, each at another size)
+ * is followed, and boxes from before are not carried over. */
+GST_START_TEST (test_caps_change_mid_stream)
+{
+  GstHarness *h = yolose_harness (MODEL, "input-size=320");
+  const gchar *formats[] = { "RGB", "NV12", "GRAY8", "BGRx" };
+  const gchar *images[] = { BUS, ZIDANE, BUS, ZIDANE };
+
+  for (guint f = 0; f < G_N_ELEMENTS (formats); f++) {
+    GstVideoInfo info;
+    GstBuffer *in = decode_image (images[f], formats[f], &info);
+    GstBuffer *out;
+    GArray *dets;
+
+    gst_harness_set_src_caps (h, caps_of (&info));
+    out = push_copy (h, in, f * GST_SECOND);
+    dets = dets_from_buffer (out, info.width, info.height);
+    fail_unless (dets->len > 0, "%s: nothing found", formats[f]);
+    g_array_free (dets, TRUE);
+    gst_buffer_unref (out);
+    gst_buffer_unref (in);
+  }
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
+/* A new model set while playing is used from the next frame; a model that
+ * does not load is refused with a warning and the old one goes on. */
+GST_START_TEST (test_model_swap_while_playing)
+{
+  GstVideoInfo info;
+  GstBuffer *in = decode_image (BUS, "RGB", &info);
+  GstHarness *h = yolose_harness (MODEL, "input-size=320");
+  GstElement *e = harness_yolose (h);
+  GstBus *bus = watch_bus (h);
+  gchar *voc = data (MODEL_VOC), *model_now;
+  GArray *before, *after;
+  GstBuffer *out;
+  GstMessage *msg;
+
+  gst_harness_set_src_caps (h, caps_of (&info));
+  out = push_copy (h, in, 0);
+  before = dets_from_buffer (out, info.width, info.height);
+  gst_buffer_unref (out);
+
+  /* Broken model: warning, same results. */
+  g_object_set (e, "model", "/nonexistent/other.pt", NULL);
+  msg = gst_bus_pop_filtered (bus, GST_MESSAGE_WARNING);
+  fail_unless (msg != NULL);
+  gst_message_unref (msg);
+  g_object_get (e, "model", &model_now, NULL);
+  fail_unless (strstr (model_now, MODEL) != NULL);
+  g_free (model_now);
+  out = push_copy (h, in, GST_SECOND);
+  after = dets_from_buffer (out, info.width, info.height);
+  gst_buffer_unref (out);
+  assert_same_dets (after, before, "after a refused model");
+  g_array_free (after, TRUE);
+
+  /* The VOC model: its labels become valid classes ("aeroplane" is not a
+   * COCO name) and every detection carries one of its 20 labels. */
+  g_object_set (e, "model", voc, "conf-threshold", 0.01f, NULL);
+  fail_if (gst_bus_have_pending (bus));
+  g_object_set (e, "classes", "aeroplane,person,tvmonitor", NULL);
+  fail_if (gst_bus_have_pending (bus), "VOC labels not in use");
+  out = push_copy (h, in, 2 * GST_SECOND);
+  after = dets_from_buffer (out, info.width, info.height);
+  gst_buffer_unref (out);
+  for (guint i = 0; i < after->len; i++) {
+    const Det *d = &g_array_index (after, Det, i);
+    fail_unless (g_str_equal (d->label, "aeroplane")
+                     || g_str_equal (d->label, "person")
+                     || g_str_equal (d->label, "tvmonitor"),
+                 "label %s", d->label);
+    fail_unless (d->class_id < 20);
+  }
+  g_print ("after the swap: %u detections of the VOC model\n", after->len);
+
+  g_array_free (before, TRUE);
+  g_array_free (after, TRUE);
+  g_free (voc);
+  gst_element_set_bus (h->element, NULL);
+  gst_object_unref (bus);
+  gst_object_unref (e);
+  gst_buffer_unref (in);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
+/* The latency query answers upstream's latency plus the measured time a
+ * frame spends in the element. */
+GST_START_TEST (test_latency_query_adds_processing_time)
+{
+  GstVideoInfo info;
+  GstBuffer *in = decode_image (BUS, "RGB", &info);
+  GstHarness *h = yolose_harness (MODEL, "input-size=320");
+  GstClockTime latency;
+  gint64 start, elapsed;
+  GstBuffer *out;
+
+  gst_harness_set_upstream_latency (h, 10 * GST_MSECOND);
+  gst_harness_set_src_caps (h, caps_of (&info));
+  start = g_get_monotonic_time ();
+  out = push_copy (h, in, 0);
+  elapsed = g_get_monotonic_time () - start;
+  gst_buffer_unref (out);
+  latency = gst_harness_query_latency (h);
+  g_print ("one frame took %.1f ms; latency answered %.1f ms\n",
+           elapsed / 1000.0, (double)latency / GST_MSECOND);
+  fail_unless (latency > 10 * GST_MSECOND + GST_MSECOND / 2);
+  fail_unless (latency
+               <= 10 * GST_MSECOND + (GstClockTime)elapsed * GST_USECOND);
+  gst_buffer_unref (in);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
+/* mode=async passes frames on at once; later frames carry the worker's
+ * results (equal to sync mode's) with their age; a flush forgets them and
+ * the element stops cleanly with the worker busy. */
+GST_START_TEST (test_async_mode)
+{
+  GstVideoInfo info;
+  GstBuffer *in = decode_image (BUS, "RGB", &info);
+  GArray *sync_dets = element_detect (BUS, "RGB", "input-size=320", NULL);
+  GstHarness *h = yolose_harness (MODEL, "input-size=320 mode=async");
+  GArray *dets = NULL;
+  GstBuffer *out;
+  GstSegment segment;
+  guint i;
+
+  gst_harness_set_src_caps (h, caps_of (&info));
+  out = push_copy (h, in, 0);
+  gst_buffer_unref (out);
+  for (i = 1; i < 2000; i++) {
+    out = push_copy (h, in, i * GST_MSECOND * 10);
+    dets = dets_from_buffer (out, info.width, info.height);
+    gst_buffer_unref (out);
+    if (dets->len > 0)
+      break;
+    g_array_free (dets, TRUE);
+    dets = NULL;
+    g_usleep (10000);
+  }
+  fail_unless (dets != NULL, "no results from the worker");
+  assert_same_dets (dets, sync_dets, "async");
+  for (guint d = 0; d < dets->len; d++)
+    fail_unless (g_array_index (dets, Det, d).age_ms > 0);
+  g_array_free (dets, TRUE);
+
+  fail_unless (gst_harness_push_event (h, gst_event_new_flush_start ()));
+  fail_unless (gst_harness_push_event (h, gst_event_new_flush_stop (TRUE)));
+  gst_segment_init (&segment, GST_FORMAT_TIME);
+  fail_unless (gst_harness_push_event (h, gst_event_new_segment (&segment)));
+  out = push_copy (h, in, 0);
+  dets = dets_from_buffer (out, info.width, info.height);
+  fail_unless_equals_int (dets->len, 0);
+  g_array_free (dets, TRUE);
+  gst_buffer_unref (out);
+
+  g_array_free (sync_dets, TRUE);
+  gst_buffer_unref (in);
+  gst_harness_teardown (h); /* the worker is probably still detecting */
+}
+
+GST_END_TEST;
+
+/* 100 cycles of NULL -> PLAYING -> NULL with frames flowing, in both
+ * modes; a leak shows under ASan/valgrind, a crash or hang here. */
+GST_START_TEST (test_state_cycles)
+{
+  gchar *model = data (MODEL);
+
+  for (int mode = 0; mode < 2; mode++) {
+    gchar *launch = g_strdup_printf (
+        "videotestsrc ! video/x-raw,format=I420,"
+        "width=64,height=48 ! yolose model=\"%s\" input-size=160 mode=%s ! "
+        "fakesink",
+        model, mode ? "async" : "sync");
+    GstElement *pipeline = gst_parse_launch (launch, NULL);
+
+    fail_unless (pipeline != NULL);
+    for (int i = 0; i < (mode ? 20 : 100); i++) {
+      fail_unless (gst_element_set_state (pipeline, GST_STATE_PLAYING)
+                   != GST_STATE_CHANGE_FAILURE);
+      fail_unless (gst_element_get_state (pipeline, NULL, NULL, 60 * GST_SECOND)
+                   == GST_STATE_CHANGE_SUCCESS);
+      fail_unless (gst_element_set_state (pipeline, GST_STATE_NULL)
+                   == GST_STATE_CHANGE_SUCCESS);
+    }
+    gst_object_unref (pipeline);
+    g_free (launch);
+  }
+  g_free (model);
+}
+
+GST_END_TEST;
+
+typedef struct {
+  GstElement *pipeline;
+  GMutex lock;
+  GArray *delays; /* GstClockTime: each frame's at the sink */
+} DelayProbe;
+
+/* How far behind real time each frame reaches the sink: the clock's
+ * running time now minus the frame's running time. */
+static GstPadProbeReturn
+measure_delay (GstPad *pad, GstPadProbeInfo *info, gpointer user_data)
+{
+  DelayProbe *probe = user_data;
+  GstBuffer *buf = GST_PAD_PROBE_INFO_BUFFER (info);
+  GstClock *clock = gst_element_get_clock (probe->pipeline);
+  GstEvent *event = gst_pad_get_sticky_event (pad, GST_EVENT_SEGMENT, 0);
+  const GstSegment *segment;
+  GstClockTime running, now, delay;
+
+  if (clock != NULL && event != NULL) {
+    gst_event_parse_segment (event, &segment);
+    running = gst_segment_to_running_time (segment, GST_FORMAT_TIME,
+                                           GST_BUFFER_PTS (buf));
+    now = gst_clock_get_time (clock)
+          - gst_element_get_base_time (probe->pipeline);
+    delay = now > running ? now - running : 0;
+    g_mutex_lock (&probe->lock);
+    g_array_append_val (probe->delays, delay);
+    g_mutex_unlock (&probe->lock);
+  }
+  if (event)
+    gst_event_unref (event);
+  if (clock)
+    gst_object_unref (clock);
+  return GST_PAD_PROBE_OK;
+}
+
+typedef struct {
+  guint frames;              /* reached the sink */
+  guint results;             /* frames detection ran on */
+  GstClockTime latency;      /* the pipeline's, at the end */
+  GstClockTime steady_delay; /* largest over the second half */
+  GstClockTime first_delay;
+} LiveRun;
+
+/* Runs a live 640x480 YUY2 camera-like source at 30 fps through yolose
+ * (the seed's yolov5s + SE) into a synchronised sink until detection ran
+ * on @min_results frames (at least @min_seconds, at most a minute). */
+static void
+run_live (const gchar *props, guint min_results, int min_seconds, LiveRun *run)
+{
+  gchar *model = data (MODEL_VOC);
+  gchar *launch = g_strdup_printf (
+      "videotestsrc is-live=true ! "
+      "video/x-raw,format=YUY2,width=640,height=480,framerate=30/1 ! "
+      "yolose model=\"%s\" input-size=320 post-messages=true %s ! "
+      "fakesink name=sink sync=true qos=true",
+      model, props);
+  GstElement *pipeline = gst_parse_launch (launch, NULL);
+  GstElement *sink = gst_bin_get_by_name (GST_BIN (pipeline), "sink");
+  GstPad *pad = gst_element_get_static_pad (sink, "sink");
+  GstBus *bus = gst_element_get_bus (pipeline);
+  DelayProbe probe = { pipeline };
+  gint64 start = g_get_monotonic_time (), now;
+  GstQuery *query;
+
+  g_mutex_init (&probe.lock);
+  probe.delays = g_array_new (FALSE, FALSE, sizeof (GstClockTime));
+  memset (run, 0, sizeof *run);
+  gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_BUFFER, measure_delay, &probe,
+                     NULL);
+  fail_unless (gst_element_set_state (pipeline, GST_STATE_PLAYING)
+               != GST_STATE_CHANGE_FAILURE);
+  do {
+    GstMessage *msg = gst_bus_timed_pop (bus, 50 * GST_MSECOND);
+
+    now = g_get_monotonic_time ();
+    if (msg == NULL)
+      continue;
+    fail_if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ERROR, "pipeline error");
+    /* What gst-launch and every player do with a latency message. */
+    if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_LATENCY)
+      gst_bin_recalculate_latency (GST_BIN (pipeline));
+    if (gst_message_has_name (msg, "yolose"))
+      run->results++;
+    gst_message_unref (msg);
+  } while (now - start < 60 * G_USEC_PER_SEC
+           && (now - start < min_seconds * G_USEC_PER_SEC
+               || run->results < min_results));
+
+  query = gst_query_new_latency ();
+  fail_unless (gst_element_query (pipeline, query));
+  gst_query_parse_latency (query, NULL, &run->latency, NULL);
+  gst_query_unref (query);
+  gst_element_set_state (pipeline, GST_STATE_NULL);
+
+  run->frames = probe.delays->len;
+  for (guint i = 0; i < probe.delays->len; i++) {
+    GstClockTime d = g_array_index (probe.delays, GstClockTime, i);
+    if (i == 0)
+      run->first_delay = d;
+    if (i >= probe.delays->len / 2)
+      run->steady_delay = MAX (run->steady_delay, d);
+  }
+
+  g_array_free (probe.delays, TRUE);
+  g_mutex_clear (&probe.lock);
+  gst_object_unref (bus);
+  gst_object_unref (pad);
+  gst_object_unref (sink);
+  gst_object_unref (pipeline);
+  g_free (launch);
+  g_free (model);
+}
+
+static void
+print_run (const gchar *mode, const LiveRun *run, double seconds)
+{
+  g_print (
+      "%s: %u frames reached the sink, detection on %u, latency %.0f ms,"
+      " delay behind real time: first frame %.0f ms, second half max %.0f ms\n",
+      mode, run->frames, run->results, (double)run->latency / GST_MSECOND,
+      (double)run->first_delay / GST_MSECOND,
+      (double)run->steady_delay / GST_MSECOND);
+}
+
+/* A live camera faster than detection, straight into a synchronised sink:
+ * in sync mode late frames are dropped before detection, so the delay
+ * behind real time stays bounded by about one or two detection times instead of
+ * growing by one per detected frame (as it does with QoS off). */
+GST_START_TEST (test_live_sync_mode_stays_real_time)
+{
+  LiveRun run;
+
+  run_live ("", 8, 4, &run);
+  print_run ("sync", &run, 0);
+  fail_unless (run.results >= 8, "detection ran on %u frames", run.results);
+  fail_unless (run.latency > 0);
+  /* Unbounded, the last frames would be about 8 detection times late. */
+  fail_unless (run.steady_delay < 2 * run.latency + GST_SECOND / 2,
+               "delay %" GST_TIME_FORMAT " with latency %" GST_TIME_FORMAT,
+               GST_TIME_ARGS (run.steady_delay), GST_TIME_ARGS (run.latency));
+}
+
+GST_END_TEST;
+
+/* In async mode every frame passes at once (almost all of a live source's
+ * frames reach the sink, on time) while detection still runs. */
+GST_START_TEST (test_live_async_mode_passes_every_frame)
+{
+  LiveRun run;
+
+  run_live ("mode=async", 3, 4, &run);
+  print_run ("async", &run, 0);
+  fail_unless (run.results >= 3);
+  /* At 30 fps for at least 4 s: allow for a loaded machine. */
+  fail_unless (run.frames >= 80, "only %u frames reached the sink", run.frames);
+  fail_unless (run.steady_delay < 200 * GST_MSECOND, "delay %" GST_TIME_FORMAT,
+               GST_TIME_ARGS (run.steady_delay));
+}
+
+GST_END_TEST;
+
+/* The example program reads the detections back from the buffers of a
+ * plain decodebin pipeline and prints them. */
+GST_START_TEST (test_read_detections_example)
+{
+  const gchar *program = g_getenv ("YOLOSE_READ_DETECTIONS");
+  gchar *model = data (MODEL), *image = data (BUS);
+  gchar *argv[] = { (gchar *)program, model, image, NULL };
+  gchar *out = NULL, *err = NULL;
+  gint status = -1;
+  GError *error = NULL;
+
+  fail_unless (program != NULL, "YOLOSE_READ_DETECTIONS is not set");
+  fail_unless (g_spawn_sync (NULL, argv, NULL, G_SPAWN_DEFAULT, NULL, NULL,
+                             &out, &err, &status, &error),
+               "%s", error ? error->message : "");
+  g_print ("%s", out);
+  fail_unless (g_spawn_check_wait_status (status, NULL), "exit %d: %s", status,
+               err);
+  fail_unless (strstr (out, "frame 0") != NULL);
+  fail_unless (strstr (out, "  person ") != NULL);
+  fail_unless (strstr (out, "  bus ") != NULL);
+  g_free (out);
+  g_free (err);
+  g_free (model);
+  g_free (image);
+}
+
+GST_END_TEST;
+
+static Suite *
+yolose_data_suite (void)
+{
+  Suite *s = suite_create ("yolose_data");
+  TCase *tc = tcase_create ("data");
+
+  suite_add_tcase (s, tc);
+  tcase_add_test (tc, test_negotiation_every_format);
+  tcase_add_test (tc, test_odd_sizes_every_format);
+  tcase_add_test (tc, test_rgb_family_equals_core);
+  tcase_add_test (tc, test_default_size_equals_core);
+  tcase_add_test (tc, test_yuv_formats_match_core);
+  tcase_add_test (tc, test_overlay_on_changes_pixels_off_none);
+  tcase_add_test (tc, test_thresholds_change_while_playing);
+  tcase_add_test (tc, test_class_filter);
+  tcase_add_test (tc, test_inference_interval);
+  tcase_add_test (tc, test_bus_message_carries_detections);
+  tcase_add_test (tc, test_short_buffer_is_an_error);
+  tcase_add_test (tc, test_caps_change_mid_stream);
+  tcase_add_test (tc, test_model_swap_while_playing);
+  tcase_add_test (tc, test_latency_query_adds_processing_time);
+  tcase_add_test (tc, test_async_mode);
+  tcase_add_test (tc, test_state_cycles);
+  tcase_add_test (tc, test_live_sync_mode_stays_real_time);
+  tcase_add_test (tc, test_live_async_mode_passes_every_frame);
+  tcase_add_test (tc, test_read_detections_example);
+  return s;
+}
+
+int
+main (int argc, char **argv)
+{
+  yolose_test_require_data (MODEL, MODEL_VOC, BUS, ZIDANE, NULL);
+  gst_check_init (&argc, &argv);
+  return gst_check_run_suite (yolose_data_suite (), "yolose_data", __FILE__);
+}
