@@ -116,12 +116,31 @@ locate_entry (YoloseCheckpoint *ckpt, const char *entry, zip_uint64_t *index,
   return TRUE;
 }
 
-/* Reads @len bytes of entry @index.  The buffer grows with the bytes that
- * really arrive, so a size claimed by a hostile zip costs nothing until the
- * data is there.  The bytes are followed by a NUL. */
+/* After the last byte of an entry: libzip checks the CRC when it reaches
+ * the end, so a damaged entry is caught here. */
+static gboolean
+check_entry_end (YoloseCheckpoint *ckpt, zip_file_t *file, const char *entry,
+                 GError **error)
+{
+  guint8 extra;
+  zip_int64_t n = zip_fread (file, &extra, 1);
+
+  if (n == 0)
+    return TRUE;
+  g_set_error (error, YOLOSE_CHECKPOINT_ERROR, YOLOSE_CHECKPOINT_ERROR_LAYOUT,
+               "%s: reading '%s' failed (%s)", ckpt->name, entry,
+               n < 0 ? zip_file_strerror (file)
+                     : "entry longer than its declared size");
+  return FALSE;
+}
+
+/* Reads the first @len bytes of entry @index, and checks its CRC when
+ * @len is its whole size.  The buffer grows with the bytes that really
+ * arrive, so a size claimed by a hostile zip costs nothing until the data
+ * is there.  The bytes are followed by a NUL. */
 static guint8 *
 read_entry (YoloseCheckpoint *ckpt, zip_uint64_t index, const char *entry,
-            gsize len, GError **error)
+            gsize len, gboolean whole, GError **error)
 {
   zip_file_t *file = zip_fopen_index (ckpt->zip, index, 0);
   gsize cap = MIN (len, (gsize)1 << 20), got = 0;
@@ -152,6 +171,8 @@ read_entry (YoloseCheckpoint *ckpt, zip_uint64_t index, const char *entry,
     }
     got += (gsize)n;
   }
+  if (data != NULL && whole && !check_entry_end (ckpt, file, entry, error))
+    g_clear_pointer (&data, g_free);
   zip_fclose (file);
   if (data != NULL)
     data[len] = '\0';
@@ -175,7 +196,7 @@ read_small_entry (YoloseCheckpoint *ckpt, const char *entry,
                  ckpt->name, entry, (guint64)size, (guint64)max_size);
     return NULL;
   }
-  data = read_entry (ckpt, index, entry, (gsize)size, error);
+  data = read_entry (ckpt, index, entry, (gsize)size, TRUE, error);
   if (data != NULL)
     *len = (gsize)size;
   return data;
@@ -204,11 +225,10 @@ find_prefix (YoloseCheckpoint *ckpt, GError **error)
   if (found == 1)
     return TRUE;
   g_set_error (error, YOLOSE_CHECKPOINT_ERROR, YOLOSE_CHECKPOINT_ERROR_LAYOUT,
-               found == 0
-                   ? "%s: no <folder>/data.pkl in the archive, not a PyTorch "
-                     "checkpoint"
-                   : "%s: several <folder>/data.pkl in the archive",
-               ckpt->name);
+               "%s: %s", ckpt->name,
+               found == 0 ? "no <folder>/data.pkl in the archive, not a "
+                            "PyTorch checkpoint"
+                          : "several <folder>/data.pkl in the archive");
   return FALSE;
 }
 
@@ -226,12 +246,15 @@ check_byteorder (YoloseCheckpoint *ckpt, GError **error)
     order = (char *)read_small_entry (ckpt, entry, MAX_BYTEORDER_BYTES, &len,
                                       error);
     ok = order != NULL && strcmp (g_strchomp (order), "little") == 0;
-    if (order != NULL && !ok)
+    if (order != NULL && !ok) {
+      char *printable = g_strescape (order, NULL);
       g_set_error (error, YOLOSE_CHECKPOINT_ERROR,
                    YOLOSE_CHECKPOINT_ERROR_LAYOUT,
-                   "%s: storages are in '%s' byte "
-                   "order, only little-endian checkpoints are supported",
-                   ckpt->name, order);
+                   "%s: storages are in '%s' byte order, only little-endian "
+                   "checkpoints are supported",
+                   ckpt->name, printable);
+      g_free (printable);
+    }
   }
   g_free (order);
   g_free (entry);
@@ -376,10 +399,10 @@ check_signs (YoloseCheckpoint *ckpt, const YolosePyValue *tensor,
   const char *key = tensor->v.tensor.storage->v.storage.key;
 
   if (tensor->v.tensor.offset < 0)
-    return tensor_fail (ckpt, error,
-                        "tensor on storage '%s' has negative "
-                        "offset %" G_GINT64_FORMAT,
-                        key, tensor->v.tensor.offset);
+    return tensor_fail (
+        ckpt, error,
+        "tensor on storage '%s' has negative offset %" G_GINT64_FORMAT, key,
+        tensor->v.tensor.offset);
   for (int d = 0; d < tensor->v.tensor.ndim; d++)
     if (tensor->v.tensor.sizes[d] < 0 || tensor->v.tensor.strides[d] < 0)
       return tensor_fail (ckpt, error,
@@ -404,8 +427,7 @@ max_storage_index (YoloseCheckpoint *ckpt, const YolosePyValue *tensor,
                       tensor->v.tensor.strides[d], &span)
         || !checked_add (index, span, &index))
       return tensor_fail (ckpt, error,
-                          "tensor on storage '%s': offset and "
-                          "strides overflow",
+                          "tensor on storage '%s': offset and strides overflow",
                           tensor->v.tensor.storage->v.storage.key);
   *max_index = index;
   return TRUE;
@@ -426,11 +448,9 @@ check_tensor (YoloseCheckpoint *ckpt, const YolosePyValue *tensor,
   if (storage == NULL || storage->kind != YOLOSE_PY_STORAGE)
     return tensor_fail (ckpt, error, "tensor without a storage");
   if (!is_float_dtype (storage->v.storage.dtype))
-    return tensor_fail (ckpt, error,
-                        "tensor on storage '%s' has dtype %s, "
-                        "not a floating type",
-                        storage->v.storage.key,
-                        yolose_dtype_name (storage->v.storage.dtype));
+    return tensor_fail (
+        ckpt, error, "tensor on storage '%s' has dtype %s, not a floating type",
+        storage->v.storage.key, yolose_dtype_name (storage->v.storage.dtype));
   if (tensor->v.tensor.ndim < 0
       || tensor->v.tensor.ndim > YOLOSE_TENSOR_MAX_DIMS)
     return tensor_fail (ckpt, error, "tensor has %d dimensions",
@@ -457,11 +477,11 @@ check_tensor (YoloseCheckpoint *ckpt, const YolosePyValue *tensor,
   return TRUE;
 }
 
-/* The first @count elements of @storage, after checking that its entry
- * holds the whole storage it declares. */
+/* The bytes of @storage, after checking that its entry holds the whole
+ * storage it declares. */
 static guint8 *
 read_storage (YoloseCheckpoint *ckpt, const YolosePyValue *storage,
-              gint64 count, GError **error)
+              GError **error)
 {
   YoloseDType dtype = storage->v.storage.dtype;
   gint64 elem_size = (gint64)yolose_dtype_size (dtype);
@@ -491,8 +511,10 @@ read_storage (YoloseCheckpoint *ckpt, const YolosePyValue *storage,
                  yolose_dtype_name (dtype));
     goto out;
   }
-  /* count <= numel, so this cannot overflow after the check above. */
-  data = read_entry (ckpt, index, entry, (gsize)(count * elem_size), error);
+  /* The whole storage, even for a view of part of it, so that the CRC is
+   * checked; torch writes each entry at exactly its storage's size. */
+  data = read_entry (ckpt, index, entry, (gsize)needed,
+                     entry_size == (zip_uint64_t)needed, error);
 out:
   g_free (entry);
   return data;
@@ -596,7 +618,7 @@ yolose_checkpoint_tensor_f32 (YoloseCheckpoint *ckpt,
   g_mutex_lock (&ckpt->lock);
   if (!check_tensor (ckpt, tensor, &numel, &max_index, error))
     goto out;
-  raw = read_storage (ckpt, tensor->v.tensor.storage, max_index + 1, error);
+  raw = read_storage (ckpt, tensor->v.tensor.storage, error);
   if (raw == NULL)
     goto out;
   out = g_try_new (float, MAX (numel, 1));

@@ -44,7 +44,8 @@ gint64 yolose_tensor_numel (const YolosePyValue *tensor);
  * its sizes, into a newly allocated array of yolose_tensor_numel() floats.
  * Any dtype among F16, BF16, F32, F64 is accepted; strides may be anything
  * that stays inside the storage.  Returns NULL with @error set when the
- * value is not a tensor, the storage entry is missing or too small, or the
+ * value is not a tensor, the storage entry is missing, too small or
+ * damaged (its whole entry is read so the zip CRC is checked), or the
  * dtype is not a floating type.  An empty tensor gives a valid pointer to no
  * elements.  At most 2^28 elements per tensor.  Calls on one checkpoint are
  * serialised by a lock.  Free with g_free(). */

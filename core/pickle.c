@@ -23,6 +23,14 @@
 #define MAX_STACK ((gsize)1 << 20)
 #define MAX_MARKS ((gsize)1 << 16)
 #define MAX_MEMO ((gsize)4 << 20)
+/* Bytes of str, bytes, global names and storage keys the document owns: a
+ * memoised string can be reused as a GLOBAL name or storage key for a few
+ * bytes of input each time, so copies are counted, not just input. */
+#define MAX_TEXT_BYTES ((gsize)256 << 20)
+/* Dict writes cost 1 plus the key bytes they hash or compare; bounds the
+ * time of hostile BUILD merges and OrderedDict(pairs) replays to about a
+ * second. */
+#define MAX_DICT_WORK ((guint64)1 << 30)
 #define MAX_LONG_BYTES 8
 
 #define CELLS_PER_BLOCK 1024
@@ -114,6 +122,7 @@ struct _YolosePickle {
   gsize cells_used_in_last_block;
   gsize n_values;
   gsize n_items;
+  gsize text_bytes;
   YolosePyValue *none; /* immutable singletons */
   YolosePyValue *true_value;
   YolosePyValue *false_value;
@@ -131,6 +140,7 @@ typedef struct {
   GArray *marks;   /* of gsize: stack length at each MARK */
   GPtrArray *memo; /* NULL slots are unset */
   gsize memo_count;
+  guint64 dict_work;
   YolosePyValue *result;
   GError **error;
 } Unpickler;
@@ -367,10 +377,20 @@ reserve_items (Unpickler *u, gsize count)
 {
   if (count > MAX_ITEMS - u->doc->n_items)
     return fail (u, YOLOSE_PICKLE_ERROR_LIMIT,
-                 "pickle containers hold more "
-                 "than %" G_GSIZE_FORMAT " items",
+                 "pickle containers hold more than %" G_GSIZE_FORMAT " items",
                  MAX_ITEMS);
   u->doc->n_items += count;
+  return TRUE;
+}
+
+static gboolean
+reserve_text (Unpickler *u, gsize len)
+{
+  if (len > MAX_TEXT_BYTES - u->doc->text_bytes)
+    return fail (u, YOLOSE_PICKLE_ERROR_LIMIT,
+                 "pickle strings total more than %" G_GSIZE_FORMAT " bytes",
+                 MAX_TEXT_BYTES);
+  u->doc->text_bytes += len;
   return TRUE;
 }
 
@@ -418,6 +438,8 @@ new_text (Unpickler *u, YolosePyKind kind, const guint8 *bytes, gsize len)
 {
   YolosePyValue *value;
 
+  if (!reserve_text (u, len))
+    return NULL;
   if (kind == YOLOSE_PY_STRING
       && !g_utf8_validate_len ((const char *)bytes, len, NULL))
     return fail_value (u, YOLOSE_PICKLE_ERROR_MALFORMED,
@@ -510,6 +532,24 @@ dict_find (PyCell *cell, const YolosePyValue *key)
   return -1;
 }
 
+/* Counts what dict_find will cost: hashing plus one comparison with an
+ * index, else a comparison with each key. */
+static gboolean
+charge_dict_work (Unpickler *u, PyCell *cell, const YolosePyValue *key)
+{
+  guint64 key_bytes = 0;
+  guint64 compares = cell->dict_index ? 2 : cell->value.v.dict.len + 1;
+
+  if (key->kind == YOLOSE_PY_STRING || key->kind == YOLOSE_PY_BYTES)
+    key_bytes = key->v.str.len;
+  /* key_bytes <= 2^26 and compares <= 17: no overflow. */
+  u->dict_work += 1 + key_bytes * compares;
+  if (u->dict_work > MAX_DICT_WORK)
+    return fail (u, YOLOSE_PICKLE_ERROR_LIMIT,
+                 "pickle dict updates exceed the work limit");
+  return TRUE;
+}
+
 /* Python semantics: a key already present keeps its place and gets the
  * new value. */
 static gboolean
@@ -517,10 +557,13 @@ dict_set (Unpickler *u, YolosePyValue *dict, YolosePyValue *key,
           YolosePyValue *value)
 {
   PyCell *cell = (PyCell *)dict;
-  gssize at = dict_find (cell, key);
   gsize len = dict->v.dict.len;
   gsize cap = dict->v.dict.cap;
+  gssize at;
 
+  if (!charge_dict_work (u, cell, key))
+    return FALSE;
+  at = dict_find (cell, key);
   if (at >= 0) {
     dict->v.dict.values[at] = value;
     return TRUE;
@@ -768,8 +811,8 @@ op_frame (Unpickler *u)
     return FALSE;
   if (frame_len > u->len - u->pos)
     return fail (u, YOLOSE_PICKLE_ERROR_TRUNCATED,
-                 "pickle truncated: frame "
-                 "of %" G_GUINT64_FORMAT " bytes, %" G_GSIZE_FORMAT " left",
+                 "pickle truncated: frame of %" G_GUINT64_FORMAT
+                 " bytes, %" G_GSIZE_FORMAT " left",
                  frame_len, u->len - u->pos);
   return TRUE;
 }
@@ -853,8 +896,7 @@ op_appends (Unpickler *u)
     return FALSE;
   if (base <= frame_base (u))
     return fail (u, YOLOSE_PICKLE_ERROR_MALFORMED,
-                 "nothing below the MARK "
-                 "to append to");
+                 "nothing below the MARK to append to");
   list = *stack_at (u, base - 1);
   if (!expect_kind (u, list, YOLOSE_PY_LIST)
       || !seq_append_many (u, list, stack_at (u, base), count))
@@ -978,6 +1020,9 @@ new_global (Unpickler *u, const guint8 *module, gsize module_len,
 {
   YolosePyValue *global;
 
+  /* Both lengths are at most the input size: no overflow. */
+  if (!reserve_text (u, module_len + name_len))
+    return NULL;
   if (!g_utf8_validate_len ((const char *)module, module_len, NULL)
       || !g_utf8_validate_len ((const char *)name, name_len, NULL)
       || memchr (module, '\0', module_len) || memchr (name, '\0', name_len))
@@ -1075,9 +1120,8 @@ int_tuple (Unpickler *u, const YolosePyValue *tuple, const char *what,
 {
   if (tuple->kind != YOLOSE_PY_TUPLE)
     return fail (u, YOLOSE_PICKLE_ERROR_MALFORMED,
-                 "tensor %s is a %s, not a "
-                 "tuple",
-                 what, yolose_py_kind_name (tuple->kind));
+                 "tensor %s is a %s, not a tuple", what,
+                 yolose_py_kind_name (tuple->kind));
   if (tuple->v.seq.len > YOLOSE_TENSOR_MAX_DIMS)
     return fail (u, YOLOSE_PICKLE_ERROR_LIMIT,
                  "tensor has %" G_GSIZE_FORMAT
@@ -1102,10 +1146,10 @@ make_tensor (Unpickler *u, const YolosePyValue *args)
   gint64 offset;
 
   if (args->v.seq.len != 6 && args->v.seq.len != 7)
-    return fail_value (u, YOLOSE_PICKLE_ERROR_MALFORMED,
-                       "_rebuild_tensor_v2 takes "
-                       "6 or 7 arguments, not %" G_GSIZE_FORMAT,
-                       args->v.seq.len);
+    return fail_value (
+        u, YOLOSE_PICKLE_ERROR_MALFORMED,
+        "_rebuild_tensor_v2 takes 6 or 7 arguments, not %" G_GSIZE_FORMAT,
+        args->v.seq.len);
   if (arg[0]->kind != YOLOSE_PY_STORAGE)
     return fail_value (u, YOLOSE_PICKLE_ERROR_MALFORMED,
                        "tensor storage is a %s",
@@ -1154,8 +1198,7 @@ construct (Unpickler *u, YolosePyValue *callable, YolosePyValue *args)
                        yolose_py_kind_name (callable->kind));
   if (args->kind != YOLOSE_PY_TUPLE)
     return fail_value (u, YOLOSE_PICKLE_ERROR_MALFORMED,
-                       "call arguments are a %s, "
-                       "not a tuple",
+                       "call arguments are a %s, not a tuple",
                        yolose_py_kind_name (args->kind));
   if (global_is (callable, "collections", "OrderedDict"))
     return make_ordered_dict (u, args);
@@ -1218,11 +1261,9 @@ op_build (Unpickler *u)
   }
   if (target->kind == YOLOSE_PY_DICT && state->kind == YOLOSE_PY_DICT)
     return dict_update (u, target, state);
-  return fail (u, YOLOSE_PICKLE_ERROR_MALFORMED,
-               "BUILD with a %s state on a "
-               "%s",
-               yolose_py_kind_name (state->kind),
-               yolose_py_kind_name (target->kind));
+  return fail (
+      u, YOLOSE_PICKLE_ERROR_MALFORMED, "BUILD with a %s state on a %s",
+      yolose_py_kind_name (state->kind), yolose_py_kind_name (target->kind));
 }
 
 static gboolean
@@ -1264,35 +1305,31 @@ make_storage (Unpickler *u, const YolosePyValue *pid)
 
   if (pid->kind != YOLOSE_PY_TUPLE || pid->v.seq.len != 5)
     return fail_value (u, YOLOSE_PICKLE_ERROR_MALFORMED,
-                       "persistent id is not a "
-                       "5-tuple");
+                       "persistent id is not a 5-tuple");
   tag = pid->v.seq.items[0];
   cls = pid->v.seq.items[1];
   key = pid->v.seq.items[2];
   if (g_strcmp0 (yolose_py_get_string (tag), "storage") != 0)
     return fail_value (u, YOLOSE_PICKLE_ERROR_MALFORMED,
-                       "persistent id is not a "
-                       "'storage' id");
+                       "persistent id is not a 'storage' id");
   if (cls->kind != YOLOSE_PY_GLOBAL
       || (strcmp (cls->v.global.module, "torch") != 0
           && strcmp (cls->v.global.module, "torch.cuda") != 0))
     return fail_value (u, YOLOSE_PICKLE_ERROR_MALFORMED,
-                       "storage class is not a "
-                       "torch storage");
+                       "storage class is not a torch storage");
   if (!storage_dtype (cls->v.global.name, &dtype))
     return fail_value (u, YOLOSE_PICKLE_ERROR_UNSUPPORTED_OPCODE,
-                       "unsupported "
-                       "storage class %s.%s",
-                       cls->v.global.module, cls->v.global.name);
+                       "unsupported storage class %s.%s", cls->v.global.module,
+                       cls->v.global.name);
+  if (key->kind == YOLOSE_PY_STRING && !reserve_text (u, key->v.str.len))
+    return NULL;
   if (key->kind != YOLOSE_PY_STRING || key->v.str.len == 0
       || strlen (key->v.str.data) != key->v.str.len)
     return fail_value (u, YOLOSE_PICKLE_ERROR_MALFORMED,
-                       "storage key is not a "
-                       "name");
+                       "storage key is not a name");
   if (!yolose_py_get_int (pid->v.seq.items[4], &numel) || numel < 0)
     return fail_value (u, YOLOSE_PICKLE_ERROR_MALFORMED,
-                       "storage size is not a "
-                       "count");
+                       "storage size is not a count");
   storage = new_value (u, YOLOSE_PY_STORAGE);
   if (storage == NULL)
     return NULL;
@@ -1328,9 +1365,7 @@ op_stop (Unpickler *u)
                  u->marks->len);
   if (u->stack->len != 1)
     return fail (u, YOLOSE_PICKLE_ERROR_MALFORMED,
-                 "STOP with %u values on "
-                 "the stack, not 1",
-                 u->stack->len);
+                 "STOP with %u values on the stack, not 1", u->stack->len);
   u->result = g_ptr_array_index (u->stack, 0);
   return TRUE;
 }
@@ -1455,8 +1490,8 @@ run (Unpickler *u)
   while (u->result == NULL) {
     if (u->pos >= u->len) {
       g_set_error (u->error, YOLOSE_PICKLE_ERROR, YOLOSE_PICKLE_ERROR_TRUNCATED,
-                   "pickle truncated: no STOP opcode "
-                   "in %" G_GSIZE_FORMAT " bytes",
+                   "pickle truncated: no STOP opcode in %" G_GSIZE_FORMAT
+                   " bytes",
                    u->len);
       return FALSE;
     }

@@ -121,12 +121,13 @@ typedef enum {
  * unique (a later SETITEM replaces the value in place, as in Python); other
  * keys are kept as given.  None, True and False are shared values.  Every
  * resource has a ceiling (64 MiB input, 4M values, 16M container items,
- * 1M stack entries, 64k open MARKs, 4M memo slots), and the parser never
- * recurses, so a hostile file gets an error, not a crash.  BUILD sets an
- * OBJECT's state (merging dict into dict) or updates a DICT from a dict;
- * anything else is refused.  Persistent ids must be torch storages; the
- * storage classes Half, BFloat16, Float, Double, Long, Int, Byte, Bool and
- * Untyped (bytes) are known, others are refused. */
+ * 256 MiB of string copies, 1M stack entries, 64k open MARKs, 4M memo
+ * slots, ~1 s of dict hashing), and the parser never recurses, so a
+ * hostile file gets an error in bounded time and memory, not a crash.
+ * BUILD sets an OBJECT's state (merging dict into dict) or updates a DICT
+ * from a dict; anything else is refused.  Persistent ids must be torch
+ * storages; the storage classes Half, BFloat16, Float, Double, Long, Int,
+ * Byte, Bool and Untyped (bytes) are known, others are refused. */
 YolosePickle *yolose_pickle_parse (const guint8 *data, gsize len,
                                    GError **error);
 void yolose_pickle_free (YolosePickle *pickle);

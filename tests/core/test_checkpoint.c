@@ -651,6 +651,53 @@ START_TEST (test_missing_storage)
 }
 END_TEST
 
+/* Flips one byte inside the stored copy of @needle in the archive. */
+static GBytes *
+damage (GBytes *zip, const void *needle, gsize needle_len)
+{
+  gsize len;
+  guint8 *bytes = g_bytes_unref_to_data (zip, &len);
+  guint8 *at = memmem (bytes, len, needle, needle_len);
+
+  ck_assert_ptr_nonnull (at);
+  at[needle_len / 2] ^= 0x40;
+  return g_bytes_new_take (bytes, len);
+}
+
+/* A storage or data.pkl damaged after zipping fails its CRC and is
+ * refused, instead of giving wrong weights. */
+START_TEST (test_damaged_entries)
+{
+  static const float storage[4] = { 1.25f, 2.5f, -3.75f, 4.125f };
+  GByteArray *pickle = tensor_pickle (
+      "FloatStorage", 4, 0, 1, (const gint64[]){ 4 }, (const gint64[]){ 1 });
+  const Entry entries[] = {
+    { "ckpt/data.pkl", pickle->data, pickle->len },
+    { "ckpt/data/0", storage, sizeof storage },
+  };
+  GBytes *zip
+      = damage (build_zip (entries, 2, ZIP_CM_STORE), storage, sizeof storage);
+  GError *error = NULL;
+  YoloseCheckpoint *ckpt = yolose_checkpoint_open_bytes (
+      g_bytes_get_data (zip, NULL), g_bytes_get_size (zip), &error);
+
+  ck_assert_msg (ckpt != NULL, "%s", error ? error->message : "");
+  assert_tensor_fails (ckpt, the_tensor (ckpt), YOLOSE_CHECKPOINT_ERROR_LAYOUT,
+                       "reading 'ckpt/data/0' failed (CRC error)");
+  yolose_checkpoint_free (ckpt);
+  g_bytes_unref (zip);
+
+  zip = damage (build_zip (entries, 2, ZIP_CM_STORE), "_rebuild_tensor_v2", 18);
+  ck_assert_ptr_null (yolose_checkpoint_open_bytes (
+      g_bytes_get_data (zip, NULL), g_bytes_get_size (zip), &error));
+  ck_assert_msg (strstr (error->message, "reading 'ckpt/data.pkl' failed"),
+                 "%s", error->message);
+  g_clear_error (&error);
+  g_bytes_unref (zip);
+  g_byte_array_unref (pickle);
+}
+END_TEST
+
 /* ---- synthetic archives: layout refusals ------------------------------ */
 
 /* Empty, missing and non-zip files are refused with the file named. */
@@ -802,6 +849,7 @@ checkpoint_suite (gboolean with_real_data)
   tcase_add_test (synthetic, test_huge_shapes);
   tcase_add_test (synthetic, test_not_float_or_not_tensor);
   tcase_add_test (synthetic, test_missing_storage);
+  tcase_add_test (synthetic, test_damaged_entries);
   tcase_add_test (synthetic, test_not_a_checkpoint);
   tcase_add_test (synthetic, test_pickle_entry_layout);
   tcase_add_test (synthetic, test_bad_pickle_entry);
