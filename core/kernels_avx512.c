@@ -34,7 +34,7 @@
 #define KC_TARGET 256 /* rows of K per block */
 #endif
 #ifndef NV_TARGET
-#define NV_TARGET 640 /* virtual pixels per band (cache block) */
+#define NV_TARGET 1024 /* virtual pixels per band (cache block) */
 #endif
 #define ALIGN_FLOATS 16 /* 64 bytes */
 
@@ -171,8 +171,10 @@ typedef struct {
   int out_h, out_w;
   int phases;    /* stride^2 */
   int wv;        /* phase width = virtual pixels per row */
-  int band_rows; /* output rows per band */
+  int band_rows; /* output rows per band (the last may be shorter) */
   int n_bands;
+  int chunk_panels;     /* weight panels per task */
+  int n_chunks;         /* ceil (m_panels / chunk_panels) */
   int nv_pad;           /* virtual pixels per band, NR multiple */
   int rows_needed;      /* phase rows per band buffer */
   size_t phase_stride;  /* floats between phases of a channel */
@@ -181,27 +183,69 @@ typedef struct {
   size_t sums_floats;   /* partial sums of one band, or 0 */
 } Geometry;
 
+/* Pixels computed for @n_bands bands of @rows rows, rounded up to whole
+ * microkernels. */
+static int
+padded_pixels (const Geometry *g, int rows)
+{
+  int n_bands = (g->out_h + rows - 1) / rows;
+  int last = g->out_h - (n_bands - 1) * rows;
+
+  return (n_bands - 1) * (int)round_up ((size_t)rows * g->wv, NR)
+         + (int)round_up ((size_t)last * g->wv, NR);
+}
+
+/* Cuts the output into tasks (bands of rows x chunks of output channels)
+ * that the threads take dynamically: with several tasks per thread, a
+ * thread that the OS preempts (this runs next to a video pipeline) delays
+ * the layer by one task, not by its whole share.  Bands hold about
+ * NV_TARGET pixels; when that gives too few, the picture is cut into more
+ * bands as long as rounding them to whole microkernels wastes little, and
+ * the output channels are split for the rest. */
+static void
+split_work (Geometry *g, int m_panels, int threads)
+{
+  int want = threads > 1 ? 4 * threads : 1;
+
+  g->band_rows = CLAMP (NV_TARGET / g->wv, 1, g->out_h);
+  g->n_bands = (g->out_h + g->band_rows - 1) / g->band_rows;
+  if (g->n_bands < want) {
+    int best_rows = g->band_rows;
+    double best_waste = 1e9;
+    for (int n = MIN (want, g->out_h); n >= 1; n--) {
+      int rows = (g->out_h + n - 1) / n;
+      double waste
+          = (double)padded_pixels (g, rows) / ((double)g->out_h * g->wv) - 1;
+      if (waste < best_waste - 1e-9) {
+        best_waste = waste;
+        best_rows = rows;
+      }
+      if (waste <= 0.05)
+        break;
+    }
+    g->band_rows = MIN (best_rows, g->band_rows);
+    g->n_bands = (g->out_h + g->band_rows - 1) / g->band_rows;
+  }
+  g->n_chunks = 1;
+  if (g->n_bands < want)
+    g->n_chunks = CLAMP ((want + g->n_bands - 1) / g->n_bands, 1,
+                         MAX (m_panels / 2, 1));
+  g->chunk_panels = (m_panels + g->n_chunks - 1) / g->n_chunks;
+  g->n_chunks = (m_panels + g->chunk_panels - 1) / g->chunk_panels;
+}
+
 static Geometry
 geometry (const Packed512 *p, int in_h, int in_w, int threads)
 {
   const YoloseConvDesc *d = &p->desc;
   int s = d->stride, reach = (d->kernel - 1) / s;
   Geometry g;
-  int bands;
 
   g.out_h = yolose_conv_out_dim (in_h, d->kernel, s, d->pad);
   g.out_w = yolose_conv_out_dim (in_w, d->kernel, s, d->pad);
   g.phases = s * s;
   g.wv = (in_w + 2 * d->pad + s - 1) / s;
-  /* Bands near NV_TARGET pixels, at least one per thread, a multiple of
-   * the thread count when there are few so that no thread idles. */
-  g.band_rows = CLAMP (NV_TARGET / g.wv, 1, g.out_h);
-  bands = (g.out_h + g.band_rows - 1) / g.band_rows;
-  if (bands < 4 * threads) {
-    bands = MIN (g.out_h, (bands + threads - 1) / threads * threads);
-    g.band_rows = (g.out_h + bands - 1) / bands;
-  }
-  g.n_bands = (g.out_h + g.band_rows - 1) / g.band_rows;
+  split_work (&g, p->m_panels, threads);
   g.nv_pad = (int)round_up ((size_t)g.band_rows * g.wv, NR);
   /* The last microkernel of a band reads up to nv_pad - 1 plus the
    * largest tap offset, reach rows and reach columns further. */
@@ -211,7 +255,7 @@ geometry (const Packed512 *p, int in_h, int in_w, int threads)
                   + ALIGN_FLOATS;
   g.buffer_floats = (size_t)p->ch_block * g.chan_stride;
   g.sums_floats
-      = p->ch_block < p->cin ? (size_t)p->m_panels * MR * g.nv_pad : 0;
+      = p->ch_block < p->cin ? (size_t)g.chunk_panels * MR * g.nv_pad : 0;
   return g;
 }
 
@@ -487,15 +531,15 @@ store_tile (const Epilogue *e, const float *c, int oc0, int rows,
 
 /* --------------------------------------------------------------- conv */
 
-/* Every output channel of group @grp for the band of output rows starting
- * at @oy0. */
+/* Output channels of weight panels [i0, i1) of group @grp for output rows
+ * [oy0, band_end). */
 static void
-conv_band (const Job *job, int grp, int oy0, float *scratch)
+conv_band (const Job *job, int grp, int oy0, int band_end, int i0, int i1,
+           float *scratch)
 {
   const Packed512 *p = job->p;
   const YoloseConvDesc *d = &p->desc;
   const Geometry *g = &job->geo;
-  int band_end = MIN (oy0 + g->band_rows, g->out_h);
   int nv = (band_end - oy0) * g->wv;
   int n_tiles = (nv + NR - 1) / NR;
   float *buf = scratch, *sums = buf + g->buffer_floats;
@@ -521,10 +565,11 @@ conv_band (const Job *job, int grp, int oy0, float *scratch)
     for (int j = 0; j < n_tiles; j++) {
       Segment seg[NR];
       int n_seg = last ? tile_segments (g, oy0, band_end, j * NR, seg) : 0;
-      for (int i = 0; i < p->m_panels; i++) {
+      for (int i = i0; i < i1; i++) {
         const float *a = a_group + ((size_t)i * p->k + k0) * MR;
-        float *c
-            = first && last ? tile : sums + ((size_t)i * n_tiles + j) * MR * NR;
+        float *c = first && last
+                       ? tile
+                       : sums + ((size_t)(i - i0) * n_tiles + j) * MR * NR;
         gemm_8x32 (kc, a, buf + (size_t)j * NR, offsets, c, !first);
         if (last)
           store_tile (&e, c, i * MR, MIN (MR, p->m - i * MR), seg, n_seg);
@@ -545,15 +590,20 @@ avx512_conv2d (const YoloseConvDesc *desc, const void *packed,
 
   job.geo = geometry (packed, in->h, in->w, threads);
   per_thread = thread_floats (packed, &job.geo);
-  n_tasks = job.geo.n_bands * desc->groups;
+
+  n_tasks = desc->groups * job.geo.n_bands * job.geo.n_chunks;
 
 #pragma omp parallel num_threads(threads)
   {
     float *mine = base + (size_t)omp_get_thread_num () * per_thread;
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
     for (int t = 0; t < n_tasks; t++) {
-      int grp = t / job.geo.n_bands, band = t % job.geo.n_bands;
-      conv_band (&job, grp, band * job.geo.band_rows, mine);
+      const Geometry *g = &job.geo;
+      int chunk = t % g->n_chunks, band = t / g->n_chunks % g->n_bands;
+      int grp = t / (g->n_chunks * g->n_bands);
+      int oy0 = band * g->band_rows, i0 = chunk * g->chunk_panels;
+      conv_band (&job, grp, oy0, MIN (oy0 + g->band_rows, g->out_h), i0,
+                 MIN (i0 + g->chunk_panels, job.p->m_panels), mine);
     }
   }
 }
