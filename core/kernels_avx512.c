@@ -112,13 +112,19 @@ typedef struct {
 static void
 describe_layer (Packed512 *p, const YoloseConvDesc *desc)
 {
+  int n_blocks;
+
   p->desc = *desc;
   p->m = desc->out_channels / desc->groups;
   p->cin = desc->in_channels / desc->groups;
   p->taps = desc->kernel * desc->kernel;
   p->k = p->cin * p->taps;
   p->m_panels = (p->m + MR - 1) / MR;
-  p->ch_block = CLAMP (KC_TARGET / p->taps, 1, p->cin);
+  /* K blocks of about KC_TARGET rows, all the same size: a short last
+   * block (4 of 32 channels) would cost a pass of partial sums for little
+   * work. */
+  n_blocks = MAX ((p->k + KC_TARGET / 2) / KC_TARGET, 1);
+  p->ch_block = (p->cin + n_blocks - 1) / n_blocks;
 }
 
 static void *
