@@ -889,16 +889,20 @@ source_ended (Source *src, const char *why, gboolean error)
 }
 
 /* The last line of a GStreamer debug string: the part that says what
- * went wrong, after the code location and the element path. */
-static const char *
+ * went wrong, after the code location and the element path.  Newly
+ * allocated; NULL for NULL. */
+static char *
 debug_tail (const char *debug)
 {
-  const char *nl;
+  char *text, *nl, *tail;
 
   if (debug == NULL)
     return NULL;
-  nl = strrchr (debug, '\n');
-  return nl != NULL && nl[1] != '\0' ? nl + 1 : debug;
+  text = g_strchomp (g_strdup (debug));
+  nl = strrchr (text, '\n');
+  tail = g_strdup (nl != NULL ? nl + 1 : text);
+  g_free (text);
+  return tail;
 }
 
 static gboolean
@@ -921,8 +925,7 @@ static void
 handle_error (Source *src, GstMessage *msg)
 {
   GError *error = NULL;
-  char *debug = NULL, *why;
-  const char *tail;
+  char *debug = NULL, *why, *tail;
 
   gst_message_parse_error (msg, &error, &debug);
   tail = debug_tail (debug);
@@ -933,6 +936,7 @@ handle_error (Source *src, GstMessage *msg)
     src->fatal = TRUE;
   source_ended (src, why, TRUE);
   g_free (why);
+  g_free (tail);
   g_free (debug);
   g_error_free (error);
 }
