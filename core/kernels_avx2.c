@@ -13,10 +13,10 @@
  * that adds the bias, applies SiLU, adds the residual and stores straight
  * into the output slice, so no extra pass over the output is needed. */
 #include "kernels.h"
+#include "kernels_pool.h"
 
 #include <immintrin.h>
 #include <math.h>
-#include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -499,27 +499,69 @@ conv_block (const ConvJob *job, int g, int n0, int nc, ThreadScratch *s)
   }
 }
 
+typedef struct {
+  ConvJob job;
+  const YoloseConvDesc *desc;
+  void *scratch;
+} ConvRun;
+
+static void
+conv_task (void *data, int blk, int worker)
+{
+  const ConvRun *run = data;
+  ThreadScratch s = thread_scratch (run->desc, run->scratch, worker);
+  int n0 = blk * run->job.nc, nc = MIN (run->job.nc, run->job.n - n0);
+
+  for (int g = 0; g < run->desc->groups; g++)
+    conv_block (&run->job, g, n0, nc, &s);
+}
+
 static void
 avx2_conv2d (const YoloseConvDesc *desc, const void *packed,
              const YoloseTensor *in, const YoloseTensor *residual,
              YoloseTensor *out, void *scratch, int threads)
 {
-  ConvJob job = { packed, in, residual, out, out->h * out->w, 0 };
-  int n_blocks;
+  ConvRun run
+      = { { packed, in, residual, out, out->h * out->w, 0 }, desc, scratch };
 
-  job.nc = choose_nc (job.n, threads);
-  n_blocks = (job.n + job.nc - 1) / job.nc;
+  run.job.nc = choose_nc (run.job.n, threads);
+  yolose_pool_run (threads, (run.job.n + run.job.nc - 1) / run.job.nc,
+                   conv_task, &run);
+}
 
-#pragma omp parallel num_threads(threads)
-  {
-    ThreadScratch s = thread_scratch (desc, scratch, omp_get_thread_num ());
-#pragma omp for schedule(static)
-    for (int blk = 0; blk < n_blocks; blk++) {
-      int n0 = blk * job.nc, nc = MIN (job.nc, job.n - n0);
-      for (int g = 0; g < desc->groups; g++)
-        conv_block (&job, g, n0, nc, &s);
-    }
-  }
+/* ------------------------------------------------------ small kernels */
+
+/* The memory-bound kernels below split [0, n) into a few chunks per
+ * thread, none smaller than @grain units. */
+typedef void (*RangeFunc) (void *ctx, size_t begin, size_t end);
+
+typedef struct {
+  RangeFunc func;
+  void *ctx;
+  size_t n, chunk;
+} RangeRun;
+
+static void
+range_task (void *data, int task, int worker)
+{
+  const RangeRun *run = data;
+  size_t begin = (size_t)task * run->chunk;
+
+  run->func (run->ctx, begin, MIN (begin + run->chunk, run->n));
+}
+
+static void
+parallel_range (int threads, size_t n, size_t grain, RangeFunc func, void *ctx)
+{
+  size_t tasks = MIN ((n + grain - 1) / MAX (grain, 1), 4 * (size_t)threads);
+  RangeRun run = { func, ctx, n, 0 };
+
+  if (n == 0)
+    return;
+  tasks = MAX (tasks, 1);
+  run.chunk = (n + tasks - 1) / tasks;
+  yolose_pool_run (threads, (int)((n + run.chunk - 1) / run.chunk), range_task,
+                   &run);
 }
 
 /* ------------------------------------------------------------ maxpool */
@@ -591,45 +633,71 @@ maxpool_plane_s1 (const float *src, float *dst, int h, int w, int out_h,
   }
 }
 
+typedef struct {
+  const YoloseTensor *in;
+  YoloseTensor *out;
+  int kernel, stride, pad;
+} PoolJob;
+
 static void
-avx2_maxpool2d (const YoloseTensor *in, YoloseTensor *out, int kernel,
-                int stride, int pad, int threads)
+maxpool_channels (void *ctx, size_t begin, size_t end)
 {
+  const PoolJob *job = ctx;
+  const YoloseTensor *in = job->in;
+  YoloseTensor *out = job->out;
   size_t in_plane = (size_t)in->h * in->w;
   size_t out_plane = (size_t)out->h * out->w;
   /* The separable path keeps a padded row on the stack; larger rows or
    * padding of half the window or more take the plain loops. */
-  gboolean separable = stride == 1 && 2 * pad < kernel && in->w <= 4096;
+  gboolean separable = job->stride == 1 && 2 * job->pad < job->kernel
+                       && job->pad <= 32 && in->w <= 4096;
 
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int c = 0; c < out->c; c++) {
-    const float *src = in->data + (size_t)c * in_plane;
-    float *dst = out->data + (size_t)c * out_plane;
+  for (size_t c = begin; c < end; c++) {
+    const float *src = in->data + c * in_plane;
+    float *dst = out->data + c * out_plane;
     if (separable) {
       float rowmax[4096 + 64];
-      maxpool_plane_s1 (src, dst, in->h, in->w, out->h, out->w, kernel, pad,
-                        rowmax);
+      maxpool_plane_s1 (src, dst, in->h, in->w, out->h, out->w, job->kernel,
+                        job->pad, rowmax);
     } else {
-      maxpool_plane_generic (src, dst, in->h, in->w, out->h, out->w, kernel,
-                             stride, pad);
+      maxpool_plane_generic (src, dst, in->h, in->w, out->h, out->w,
+                             job->kernel, job->stride, job->pad);
     }
   }
 }
 
+static void
+avx2_maxpool2d (const YoloseTensor *in, YoloseTensor *out, int kernel,
+                int stride, int pad, int threads)
+{
+  PoolJob job = { in, out, kernel, stride, pad };
+  size_t plane = (size_t)out->h * out->w * kernel * kernel;
+
+  parallel_range (threads, out->c, 1 + 65536 / MAX (plane, 1), maxpool_channels,
+                  &job);
+}
+
 /* ----------------------------------------------------------- upsample */
 
-static void
-avx2_upsample_nearest (const YoloseTensor *in, YoloseTensor *out, int scale,
-                       int threads)
-{
-  int n_rows = in->c * in->h;
+typedef struct {
+  const YoloseTensor *in;
+  YoloseTensor *out;
+  int scale;
+} UpsampleJob;
 
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int r = 0; r < n_rows; r++) {
-    int c = r / in->h, iy = r % in->h;
-    const float *src = in->data + (size_t)r * in->w;
-    float *first
-        = out->data + ((size_t)c * out->h + (size_t)iy * scale) * out->w;
+/* Input rows [begin, end) of all channels taken together. */
+static void
+upsample_rows (void *ctx, size_t begin, size_t end)
+{
+  const UpsampleJob *job = ctx;
+  const YoloseTensor *in = job->in;
+  YoloseTensor *out = job->out;
+  int scale = job->scale;
+
+  for (size_t r = begin; r < end; r++) {
+    size_t c = r / in->h, iy = r % in->h;
+    const float *src = in->data + r * in->w;
+    float *first = out->data + (c * out->h + iy * scale) * out->w;
     int x = 0;
 
     if (scale == 2) {
@@ -647,6 +715,17 @@ avx2_upsample_nearest (const YoloseTensor *in, YoloseTensor *out, int scale,
     for (int s = 1; s < scale; s++)
       memcpy (first + (size_t)s * out->w, first, out->w * sizeof (float));
   }
+}
+
+static void
+avx2_upsample_nearest (const YoloseTensor *in, YoloseTensor *out, int scale,
+                       int threads)
+{
+  UpsampleJob job = { in, out, scale };
+
+  parallel_range (threads, (size_t)in->c * in->h,
+                  1 + 16384 / MAX ((size_t)out->w * scale, 1), upsample_rows,
+                  &job);
 }
 
 /* ----------------------------------------------------- squeeze-excite */
@@ -693,48 +772,77 @@ plane_mean (const float *x, size_t n)
   return sum / (float)n;
 }
 
+typedef struct {
+  YoloseTensor *x;
+  const float *w2;
+  const float *mid;
+  float *mean;
+  int hidden;
+} SeJob;
+
+static void
+se_means (void *ctx, size_t begin, size_t end)
+{
+  const SeJob *job = ctx;
+  size_t plane = (size_t)job->x->h * job->x->w;
+
+  for (size_t ch = begin; ch < end; ch++)
+    job->mean[ch] = plane_mean (job->x->data + ch * plane, plane);
+}
+
+static void
+se_scale (void *ctx, size_t begin, size_t end)
+{
+  const SeJob *job = ctx;
+  size_t plane = (size_t)job->x->h * job->x->w;
+
+  for (size_t ch = begin; ch < end; ch++) {
+    float *x = job->x->data + ch * plane;
+    float gate
+        = sigmoid1 (dot (job->w2 + ch * job->hidden, job->mid, job->hidden));
+    __m256 g = _mm256_set1_ps (gate);
+    size_t i = 0;
+    for (; i + 8 <= plane; i += 8)
+      _mm256_storeu_ps (x + i, _mm256_mul_ps (_mm256_loadu_ps (x + i), g));
+    for (; i < plane; i++)
+      x[i] *= gate;
+  }
+}
+
 static void
 avx2_squeeze_excite (YoloseTensor *inout, const float *w1, const float *w2,
                      int hidden, float *scratch, int threads)
 {
   int c = inout->c;
-  size_t plane = (size_t)inout->h * inout->w;
+  size_t grain = 1 + 16384 / MAX ((size_t)inout->h * inout->w, 1);
   float *mean = scratch, *mid = scratch + c;
+  SeJob job = { inout, w2, mid, mean, hidden };
 
-#pragma omp parallel num_threads(threads)
-  {
-#pragma omp for schedule(static)
-    for (int ch = 0; ch < c; ch++)
-      mean[ch] = plane_mean (inout->data + (size_t)ch * plane, plane);
-#pragma omp for schedule(static)
-    for (int j = 0; j < hidden; j++)
-      mid[j] = MAX (dot (w1 + (size_t)j * c, mean, c), 0.0f);
-#pragma omp for schedule(static)
-    for (int ch = 0; ch < c; ch++) {
-      float *x = inout->data + (size_t)ch * plane;
-      float gate = sigmoid1 (dot (w2 + (size_t)ch * hidden, mid, hidden));
-      __m256 g = _mm256_set1_ps (gate);
-      size_t i = 0;
-      for (; i + 8 <= plane; i += 8)
-        _mm256_storeu_ps (x + i, _mm256_mul_ps (_mm256_loadu_ps (x + i), g));
-      for (; i < plane; i++)
-        x[i] *= gate;
-    }
-  }
+  parallel_range (threads, c, grain, se_means, &job);
+  /* The squeeze itself is a few thousand multiply-adds. */
+  for (int j = 0; j < hidden; j++)
+    mid[j] = MAX (dot (w1 + (size_t)j * c, mean, c), 0.0f);
+  parallel_range (threads, c, grain, se_scale, &job);
 }
 
 /* ------------------------------------------------------------ sigmoid */
 
 static void
+sigmoid_range (void *ctx, size_t begin, size_t end)
+{
+  float *x = ctx;
+  size_t i = begin;
+
+  for (; i + 8 <= end; i += 8)
+    _mm256_storeu_ps (x + i, sigmoid256 (_mm256_loadu_ps (x + i)));
+  for (; i < end; i++)
+    x[i] = sigmoid1 (x[i]);
+}
+
+static void
 avx2_sigmoid (float *x, size_t n, int threads)
 {
-  ptrdiff_t vectors = (ptrdiff_t)(n / 8);
-
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (ptrdiff_t v = 0; v < vectors; v++)
-    _mm256_storeu_ps (x + 8 * v, sigmoid256 (_mm256_loadu_ps (x + 8 * v)));
-  for (size_t i = (size_t)vectors * 8; i < n; i++)
-    x[i] = sigmoid1 (x[i]);
+  parallel_range (threads, n, 32768, sigmoid_range, x);
 }
 
 static const YoloseKernels avx2_kernels = {

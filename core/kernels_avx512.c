@@ -20,10 +20,10 @@
  * trades those columns (2 of 42 at 40 x 40) for the 9x copy that im2col
  * costs, which dominated the layers with few output channels. */
 #include "kernels.h"
+#include "kernels_pool.h"
 
 #include <immintrin.h>
 #include <math.h>
-#include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -584,34 +584,39 @@ conv_band (const Job *job, int grp, int oy0, int band_end, int i0, int i1,
   }
 }
 
+typedef struct {
+  Job job;
+  float *base;
+  size_t per_thread;
+} ConvRun;
+
+static void
+conv_task (void *data, int t, int worker)
+{
+  const ConvRun *run = data;
+  const Geometry *g = &run->job.geo;
+  int chunk = t % g->n_chunks, band = t / g->n_chunks % g->n_bands;
+  int grp = t / (g->n_chunks * g->n_bands);
+  int oy0 = band * g->band_rows, i0 = chunk * g->chunk_panels;
+
+  conv_band (&run->job, grp, oy0, MIN (oy0 + g->band_rows, g->out_h), i0,
+             MIN (i0 + g->chunk_panels, run->job.p->m_panels),
+             run->base + (size_t)worker * run->per_thread);
+}
+
 static void
 avx512_conv2d (const YoloseConvDesc *desc, const void *packed,
                const YoloseTensor *in, const YoloseTensor *residual,
                YoloseTensor *out, void *scratch, int threads)
 {
-  Job job = { packed, in, residual, out };
-  int n_tasks;
-  size_t per_thread;
-  float *base = (float *)round_up ((uintptr_t)scratch, 64);
+  ConvRun run = { { packed, in, residual, out } };
 
-  job.geo = geometry (packed, in->h, in->w, threads);
-  per_thread = thread_floats (packed, &job.geo);
-
-  n_tasks = desc->groups * job.geo.n_bands * job.geo.n_chunks;
-
-#pragma omp parallel num_threads(threads)
-  {
-    float *mine = base + (size_t)omp_get_thread_num () * per_thread;
-#pragma omp for schedule(dynamic, 1)
-    for (int t = 0; t < n_tasks; t++) {
-      const Geometry *g = &job.geo;
-      int chunk = t % g->n_chunks, band = t / g->n_chunks % g->n_bands;
-      int grp = t / (g->n_chunks * g->n_bands);
-      int oy0 = band * g->band_rows, i0 = chunk * g->chunk_panels;
-      conv_band (&job, grp, oy0, MIN (oy0 + g->band_rows, g->out_h), i0,
-                 MIN (i0 + g->chunk_panels, job.p->m_panels), mine);
-    }
-  }
+  run.job.geo = geometry (packed, in->h, in->w, threads);
+  run.per_thread = thread_floats (packed, &run.job.geo);
+  run.base = (float *)round_up ((uintptr_t)scratch, 64);
+  yolose_pool_run (threads,
+            desc->groups * run.job.geo.n_bands * run.job.geo.n_chunks,
+            conv_task, &run);
 }
 
 static const YoloseKernels avx512_conv = {

@@ -15,6 +15,7 @@
 
 #include "kernels.h"
 #include "cpu_features.h"
+#include "kernels_pool.h"
 
 #define CONV_TOL 1e-4
 #define ELEMENTWISE_TOL 2e-6
@@ -696,6 +697,65 @@ START_TEST (test_cpu_features_cached)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- pool */
+
+typedef struct {
+  int threads;
+  int n_tasks;
+  gint *runs; /* per task */
+  gint bad_worker;
+} PoolCount;
+
+static void
+count_task (void *data, int task, int worker)
+{
+  PoolCount *c = data;
+
+  g_atomic_int_inc (&c->runs[task]);
+  if (worker < 0 || worker >= c->threads)
+    g_atomic_int_set (&c->bad_worker, 1);
+}
+
+static void
+check_pool_run (int threads, int n_tasks)
+{
+  PoolCount c = { threads, n_tasks, g_new0 (gint, MAX (n_tasks, 1)), 0 };
+
+  yolose_pool_run (threads, n_tasks, count_task, &c);
+  for (int t = 0; t < n_tasks; t++)
+    ck_assert_msg (c.runs[t] == 1,
+                   "pool, %d threads, %d tasks: task %d ran "
+                   "%d times",
+                   threads, n_tasks, t, c.runs[t]);
+  ck_assert_msg (!c.bad_worker, "pool: a worker index was >= %d", threads);
+  g_free (c.runs);
+}
+
+static gpointer
+pool_caller (gpointer data)
+{
+  for (int i = 0; i < 300; i++)
+    check_pool_run (1 + i % 3, i % 50);
+  return data;
+}
+
+/* The pool runs every task exactly once with worker indices below the
+ * thread count, also with two callers at the same time (one of them then
+ * runs its tasks alone). */
+START_TEST (test_pool_runs_every_task_once)
+{
+  GThread *other;
+
+  for (int threads = 1; threads <= 4; threads++)
+    for (int n = 0; n < 40; n++)
+      check_pool_run (threads, n);
+  check_pool_run (2, 100000);
+  other = g_thread_new ("second-caller", pool_caller, NULL);
+  pool_caller (NULL);
+  g_thread_join (other);
+}
+END_TEST
+
 static Suite *
 kernels_suite (void)
 {
@@ -718,6 +778,7 @@ kernels_suite (void)
   tcase_add_test (sel, test_select_forced);
   tcase_add_test (sel, test_select_unknown);
   tcase_add_test (sel, test_cpu_features_cached);
+  tcase_add_test (sel, test_pool_runs_every_task_once);
   suite_add_tcase (s, sel);
   return s;
 }
