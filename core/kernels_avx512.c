@@ -20,6 +20,7 @@
  * trades those columns (2 of 42 at 40 x 40) for the 9x copy that im2col
  * costs, which dominated the layers with few output channels. */
 #include "kernels.h"
+#include "kernels_avx512.h"
 #include "kernels_pool.h"
 
 #include <immintrin.h>
@@ -28,72 +29,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MR 8  /* output channels per microkernel */
-#define NR 32 /* virtual pixels per microkernel, 2 zmm */
 #ifndef KC_TARGET
 #define KC_TARGET 256 /* rows of K per block */
 #endif
 #ifndef NV_TARGET
 #define NV_TARGET 1024 /* virtual pixels per band (cache block) */
 #endif
-#define ALIGN_FLOATS 16 /* 64 bytes */
 
 const YoloseKernels *yolose_kernels_avx512_conv (void);
-
-/* ------------------------------------------------------- vector math */
-
-/* exp(x): 2^n * p(r), n = round(x / ln 2), r = x - n ln 2 in two parts,
- * p of degree 6 (about 1 ulp); scalef applies 2^n without building the
- * exponent by hand. */
-static inline __m512
-exp512 (__m512 x)
-{
-  __m512 n, r, r2, p;
-
-  x = _mm512_min_ps (x, _mm512_set1_ps (88.3762626647949f));
-  x = _mm512_max_ps (x, _mm512_set1_ps (-87.3365478515625f));
-  n = _mm512_roundscale_ps (
-      _mm512_mul_ps (x, _mm512_set1_ps (1.44269504088896341f)),
-      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  r = _mm512_fnmadd_ps (n, _mm512_set1_ps (0.693359375f), x);
-  r = _mm512_fnmadd_ps (n, _mm512_set1_ps (-2.12194440e-4f), r);
-  r2 = _mm512_mul_ps (r, r);
-  p = _mm512_set1_ps (1.9875691500e-4f);
-  p = _mm512_fmadd_ps (p, r, _mm512_set1_ps (1.3981999507e-3f));
-  p = _mm512_fmadd_ps (p, r, _mm512_set1_ps (8.3334519073e-3f));
-  p = _mm512_fmadd_ps (p, r, _mm512_set1_ps (4.1665795894e-2f));
-  p = _mm512_fmadd_ps (p, r, _mm512_set1_ps (1.6666665459e-1f));
-  p = _mm512_fmadd_ps (p, r, _mm512_set1_ps (5.0000001201e-1f));
-  p = _mm512_fmadd_ps (p, r2, r);
-  p = _mm512_add_ps (p, _mm512_set1_ps (1.0f));
-  return _mm512_scalef_ps (p, n);
-}
-
-/* 1 / d for d >= 1: the 14-bit estimate and one Newton step, a few times
- * cheaper than a division and within 2 ulp, which the per-pixel SiLU of
- * layers with small K needs (it costs about as much as their FMAs). */
-static inline __m512
-reciprocal512 (__m512 d)
-{
-  __m512 r = _mm512_rcp14_ps (d);
-
-  return _mm512_fmadd_ps (r, _mm512_fnmadd_ps (d, r, _mm512_set1_ps (1.0f)), r);
-}
-
-static inline __m512
-silu512 (__m512 x)
-{
-  __m512 e = exp512 (_mm512_sub_ps (_mm512_setzero_ps (), x));
-
-  return _mm512_mul_ps (
-      x, reciprocal512 (_mm512_add_ps (_mm512_set1_ps (1.0f), e)));
-}
-
-static inline size_t
-round_up (size_t x, size_t to)
-{
-  return (x + to - 1) / to * to;
-}
 
 /* ------------------------------------------------------------ packing */
 
@@ -106,6 +49,7 @@ typedef struct {
   int m_panels; /* ceil (m / MR) */
   int ch_block; /* input channels per K block */
   float *a;     /* [groups][m_panels][k][MR], zero padded */
+  float *wino;  /* Winograd weights as well, or NULL */
 } Packed512;
 
 /* Everything about the layer's GEMM except the packed weights. */
@@ -143,6 +87,16 @@ avx512_conv_pack (const YoloseConvDesc *desc)
     g_free (p);
     return NULL;
   }
+  /* Both forms for 3x3 stride 1: which one is faster depends on the
+   * picture size, known only when the layer runs. */
+  if (yolose_avx512_wino_applies (desc)) {
+    p->wino = yolose_avx512_wino_pack (desc);
+    if (p->wino == NULL) {
+      free (mem);
+      g_free (p);
+      return NULL;
+    }
+  }
   p->a = mem;
   for (int g = 0; g < desc->groups; g++)
     for (int i = 0; i < p->m_panels; i++) {
@@ -163,8 +117,10 @@ avx512_conv_packed_free (void *packed)
 {
   Packed512 *p = packed;
 
-  if (p != NULL)
+  if (p != NULL) {
     free (p->a);
+    free (p->wino);
+  }
   g_free (p);
 }
 
@@ -280,6 +236,8 @@ avx512_conv_scratch_size (const YoloseConvDesc *desc, int in_h, int in_w,
   Packed512 p = { 0 };
   Geometry g;
 
+  if (yolose_avx512_wino_applies (desc) && yolose_avx512_wino_pays (in_h, in_w))
+    return yolose_avx512_wino_scratch_size (desc, in_h, in_w, threads);
   describe_layer (&p, desc);
   threads = MAX (threads, 1);
   g = geometry (&p, in_h, in_w, threads);
@@ -404,9 +362,10 @@ fill_offsets (const Job *job, int n_ch, int *offsets)
 /* c[8][32] (+)= a[kc][8] * B, where row k of B is the 32 floats at
  * b + offsets[k]: 16 zmm accumulators, two loads and eight broadcasts per
  * step of k. */
-static void
-gemm_8x32 (int kc, const float *restrict a, const float *restrict b,
-           const int *restrict offsets, float *restrict c, gboolean accumulate)
+void
+yolose_avx512_gemm_8x32 (int kc, const float *restrict a,
+                         const float *restrict b, const int *restrict offsets,
+                         float *restrict c, gboolean accumulate)
 {
   const __m512 zero = _mm512_setzero_ps ();
   __m512 c00, c01, c10, c11, c20, c21, c30, c31;
@@ -481,33 +440,6 @@ tile_segments (const Geometry *g, int oy0, int band_end, int v0, Segment *seg)
   return n;
 }
 
-typedef struct {
-  const float *bias; /* this group's first channel */
-  YoloseActivation act;
-  float *out;            /* this group's first output plane */
-  const float *residual; /* same layout as out, or NULL */
-  size_t plane;
-  int out_w;
-} Epilogue;
-
-/* Stores lanes [a, b) of the 16 in @v (lane a is output index @at). */
-static inline void
-store_lanes (const Epilogue *e, __m512 v, int a, int b, size_t at)
-{
-  if (a == 0 && b == 16) {
-    if (e->residual != NULL)
-      v = _mm512_add_ps (v, _mm512_loadu_ps (e->residual + at));
-    _mm512_storeu_ps (e->out + at, v);
-    return;
-  }
-  __mmask16 lanes = (__mmask16)(((1u << (b - a)) - 1) << a);
-  __mmask16 first = (__mmask16)((1u << (b - a)) - 1);
-  v = _mm512_maskz_compress_ps (lanes, v);
-  if (e->residual != NULL)
-    v = _mm512_add_ps (v, _mm512_maskz_loadu_ps (first, e->residual + at));
-  _mm512_mask_storeu_ps (e->out + at, first, v);
-}
-
 static void
 store_tile (const Epilogue *e, const float *c, int oc0, int rows,
             const Segment *seg, int n_seg)
@@ -576,7 +508,8 @@ conv_band (const Job *job, int grp, int oy0, int band_end, int i0, int i1,
         float *c = first && last
                        ? tile
                        : sums + ((size_t)(i - i0) * n_tiles + j) * MR * NR;
-        gemm_8x32 (kc, a, buf + (size_t)j * NR, offsets, c, !first);
+        yolose_avx512_gemm_8x32 (kc, a, buf + (size_t)j * NR, offsets, c,
+                                 !first);
         if (last)
           store_tile (&e, c, i * MR, MIN (MR, p->m - i * MR), seg, n_seg);
       }
@@ -609,14 +542,20 @@ avx512_conv2d (const YoloseConvDesc *desc, const void *packed,
                const YoloseTensor *in, const YoloseTensor *residual,
                YoloseTensor *out, void *scratch, int threads)
 {
+  const Packed512 *p = packed;
   ConvRun run = { { packed, in, residual, out } };
 
+  if (p->wino != NULL && yolose_avx512_wino_pays (in->h, in->w)) {
+    yolose_avx512_wino_conv2d (desc, p->wino, in, residual, out, scratch,
+                               threads);
+    return;
+  }
   run.job.geo = geometry (packed, in->h, in->w, threads);
   run.per_thread = thread_floats (packed, &run.job.geo);
   run.base = (float *)round_up ((uintptr_t)scratch, 64);
   yolose_pool_run (threads,
-            desc->groups * run.job.geo.n_bands * run.job.geo.n_chunks,
-            conv_task, &run);
+                   desc->groups * run.job.geo.n_bands * run.job.geo.n_chunks,
+                   conv_task, &run);
 }
 
 static const YoloseKernels avx512_conv = {

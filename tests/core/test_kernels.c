@@ -225,6 +225,14 @@ static const ConvCase yolo_like_cases[] = {
   { 32, 32, 40, 40, 3, 1, 1, 1, YOLOSE_ACT_SILU, TRUE, TRUE, 0, 0, 2 },
   { 64, 64, 20, 20, 3, 1, 1, 1, YOLOSE_ACT_SILU, TRUE, FALSE, 0, 0, 1 },
   { 128, 128, 10, 10, 3, 1, 1, 1, YOLOSE_ACT_SILU, TRUE, TRUE, 0, 0, 3 },
+  /* odd sizes and channel counts for the Winograd path (3x3 s1 p1 on
+   * pictures at least 32 wide in the avx512 table) */
+  { 16, 24, 13, 33, 3, 1, 1, 1, YOLOSE_ACT_SILU, TRUE, FALSE, 0, 0, 2 },
+  { 40, 8, 5, 47, 3, 1, 1, 1, YOLOSE_ACT_NONE, FALSE, FALSE, 2, 1, 3 },
+  { 3, 5, 2, 32, 3, 1, 1, 1, YOLOSE_ACT_SILU, FALSE, FALSE, 0, 0, 1 },
+  { 70, 130, 31, 35, 3, 1, 1, 1, YOLOSE_ACT_SILU, TRUE, TRUE, 0, 0, 2 },
+  { 64, 64, 81, 33, 3, 1, 1, 1, YOLOSE_ACT_SILU, TRUE, FALSE, 0, 3, 3 },
+  { 16, 16, 9, 11, 3, 1, 1, 1, YOLOSE_ACT_SILU, TRUE, FALSE, 0, 0, 2 },
   /* 1x1 into a Concat slice */
   { 64, 32, 40, 40, 1, 1, 0, 1, YOLOSE_ACT_SILU, FALSE, FALSE, 32, 0, 2 },
   { 64, 32, 40, 40, 1, 1, 0, 1, YOLOSE_ACT_SILU, FALSE, FALSE, 0, 32, 2 },

@@ -1,0 +1,118 @@
+/* yolose — what the AVX-512 convolution files share (private to
+ * kernels_avx512.c and kernels_avx512_wino.c, both built with -mavx512f). */
+#ifndef YOLOSE_KERNELS_AVX512_H
+#define YOLOSE_KERNELS_AVX512_H
+
+#include <immintrin.h>
+#include <stddef.h>
+
+#include "kernels.h"
+
+#define MR 8            /* output channels per microkernel */
+#define NR 32           /* pixels per microkernel, 2 zmm */
+#define ALIGN_FLOATS 16 /* 64 bytes */
+
+/* exp(x): 2^n * p(r), n = round(x / ln 2), r = x - n ln 2 in two parts,
+ * p of degree 6 (about 1 ulp); scalef applies 2^n without building the
+ * exponent by hand. */
+static inline __m512
+exp512 (__m512 x)
+{
+  __m512 n, r, r2, p;
+
+  x = _mm512_min_ps (x, _mm512_set1_ps (88.3762626647949f));
+  x = _mm512_max_ps (x, _mm512_set1_ps (-87.3365478515625f));
+  n = _mm512_roundscale_ps (
+      _mm512_mul_ps (x, _mm512_set1_ps (1.44269504088896341f)),
+      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  r = _mm512_fnmadd_ps (n, _mm512_set1_ps (0.693359375f), x);
+  r = _mm512_fnmadd_ps (n, _mm512_set1_ps (-2.12194440e-4f), r);
+  r2 = _mm512_mul_ps (r, r);
+  p = _mm512_set1_ps (1.9875691500e-4f);
+  p = _mm512_fmadd_ps (p, r, _mm512_set1_ps (1.3981999507e-3f));
+  p = _mm512_fmadd_ps (p, r, _mm512_set1_ps (8.3334519073e-3f));
+  p = _mm512_fmadd_ps (p, r, _mm512_set1_ps (4.1665795894e-2f));
+  p = _mm512_fmadd_ps (p, r, _mm512_set1_ps (1.6666665459e-1f));
+  p = _mm512_fmadd_ps (p, r, _mm512_set1_ps (5.0000001201e-1f));
+  p = _mm512_fmadd_ps (p, r2, r);
+  p = _mm512_add_ps (p, _mm512_set1_ps (1.0f));
+  return _mm512_scalef_ps (p, n);
+}
+
+/* 1 / d for d >= 1: the 14-bit estimate and one Newton step, a few times
+ * cheaper than a division and within 2 ulp, which the per-pixel SiLU of
+ * layers with small K needs (it costs about as much as their FMAs). */
+static inline __m512
+reciprocal512 (__m512 d)
+{
+  __m512 r = _mm512_rcp14_ps (d);
+
+  return _mm512_fmadd_ps (r, _mm512_fnmadd_ps (d, r, _mm512_set1_ps (1.0f)), r);
+}
+
+static inline __m512
+silu512 (__m512 x)
+{
+  __m512 e = exp512 (_mm512_sub_ps (_mm512_setzero_ps (), x));
+
+  return _mm512_mul_ps (
+      x, reciprocal512 (_mm512_add_ps (_mm512_set1_ps (1.0f), e)));
+}
+
+static inline size_t
+round_up (size_t x, size_t to)
+{
+  return (x + to - 1) / to * to;
+}
+
+/* ---------------------------------------------------------- epilogue */
+
+typedef struct {
+  const float *bias; /* this group's first channel */
+  YoloseActivation act;
+  float *out;            /* this group's first output plane */
+  const float *residual; /* same layout as out, or NULL */
+  size_t plane;
+  int out_w;
+} Epilogue;
+
+/* Stores lanes [a, b) of the 16 in @v (lane a is output index @at). */
+static inline void
+store_lanes (const Epilogue *e, __m512 v, int a, int b, size_t at)
+{
+  if (a == 0 && b == 16) {
+    if (e->residual != NULL)
+      v = _mm512_add_ps (v, _mm512_loadu_ps (e->residual + at));
+    _mm512_storeu_ps (e->out + at, v);
+    return;
+  }
+  __mmask16 lanes = (__mmask16)(((1u << (b - a)) - 1) << a);
+  __mmask16 first = (__mmask16)((1u << (b - a)) - 1);
+  v = _mm512_maskz_compress_ps (lanes, v);
+  if (e->residual != NULL)
+    v = _mm512_add_ps (v, _mm512_maskz_loadu_ps (first, e->residual + at));
+  _mm512_mask_storeu_ps (e->out + at, first, v);
+}
+
+/* c[8][32] (+)= a[kc][8] * B, where row k of B is the 32 floats at
+ * b + offsets[k]. */
+void yolose_avx512_gemm_8x32 (int kc, const float *restrict a,
+                              const float *restrict b,
+                              const int *restrict offsets, float *restrict c,
+                              gboolean accumulate);
+
+/* Winograd F(2x2, 3x3) for 3x3, stride 1, pad 1 convolutions
+ * (kernels_avx512_wino.c). */
+gboolean yolose_avx512_wino_applies (const YoloseConvDesc *desc);
+/* Whether it beats the direct convolution on an input of that size. */
+gboolean yolose_avx512_wino_pays (int in_h, int in_w);
+/* The transformed weights, 64-byte aligned (free ()), or NULL on OOM. */
+float *yolose_avx512_wino_pack (const YoloseConvDesc *desc);
+size_t yolose_avx512_wino_scratch_size (const YoloseConvDesc *desc, int in_h,
+                                        int in_w, int threads);
+void yolose_avx512_wino_conv2d (const YoloseConvDesc *desc, const float *u,
+                                const YoloseTensor *in,
+                                const YoloseTensor *residual, YoloseTensor *out,
+                                void *scratch, int threads);
+
+#endif
