@@ -226,6 +226,17 @@ gst_yolose_finalize (GObject *object)
   G_OBJECT_CLASS (parent_class)->finalize (object);
 }
 
+/* threads=0 means every core, except that the worker thread of
+ * mode=async leaves one to the streaming thread: frames must keep flowing
+ * while it detects. */
+static int
+inference_threads (int threads, gboolean on_worker)
+{
+  if (threads != 0 || !on_worker)
+    return threads;
+  return MAX (1, (int)g_get_num_processors () - 1);
+}
+
 /* The loader's settings as the properties say now; the strings are copies
  * the caller frees with config_clear(). */
 static void
@@ -236,7 +247,8 @@ config_from_properties (GstYolose *self, YoloseConfig *config,
   GST_OBJECT_LOCK (self);
   config->model_path = g_strdup (self->model_path);
   config->input_size = self->input_size;
-  config->threads = self->settings.threads;
+  config->threads = inference_threads (
+      self->settings.threads, self->settings.mode == GST_YOLOSE_MODE_ASYNC);
   config->kernels = kernels_name (self->kernels);
   *labels_file = g_strdup (self->labels_file);
   GST_OBJECT_UNLOCK (self);
@@ -674,7 +686,7 @@ ensure_detections_capacity (GstYolose *self, gsize n)
 /* Runs the detector on @image and replaces @boxes with what it found. */
 static void
 detect (GstYolose *self, const YoloseImage *image, const GstYoloseSettings *s,
-        GArray *boxes)
+        gboolean on_worker, GArray *boxes)
 {
   GstYoloseModel *model;
   YoloseNmsParams params;
@@ -693,7 +705,8 @@ detect (GstYolose *self, const YoloseImage *image, const GstYoloseSettings *s,
   params.iou_threshold = s->iou_threshold;
   params.max_detections = s->max_detections;
   params.class_mask = self->class_mask;
-  yolose_detector_set_threads (model->detector, s->threads);
+  yolose_detector_set_threads (model->detector,
+                               inference_threads (s->threads, on_worker));
   n = yolose_detector_detect (model->detector, image, &params, self->detections,
                               s->max_detections);
 
@@ -720,7 +733,7 @@ worker_detect (const GstVideoFrame *frame, GArray *boxes, gpointer user_data)
   if (!fill_image_template (&frame->info, &image))
     return;
   set_image_planes (&image, frame);
-  detect (self, &image, &s, boxes);
+  detect (self, &image, &s, TRUE, boxes);
 }
 
 /* ----- start / stop / caps ----- */
@@ -974,7 +987,7 @@ run_sync (GstYolose *self, const GstVideoFrame *frame, GstClockTime pts,
   self->processed++;
   image = self->image_template;
   set_image_planes (&image, frame);
-  detect (self, &image, s, self->boxes);
+  detect (self, &image, s, FALSE, self->boxes);
   self->boxes_pts = pts;
   self->have_boxes = TRUE;
   return TRUE;
@@ -1308,9 +1321,11 @@ install_properties (GObjectClass *gobject_class)
           MIN_INPUT_SIZE, MAX_INPUT_SIZE, DEFAULT_INPUT_SIZE, ready));
   g_object_class_install_property (
       gobject_class, PROP_THREADS,
-      g_param_spec_int ("threads", "Threads",
-                        "CPU threads for detection (0 = all cores)", 0, 1024,
-                        DEFAULT_THREADS, playing));
+      g_param_spec_int (
+          "threads", "Threads",
+          "CPU threads for detection (0 = all cores; in mode=async all but "
+          "one, which the video needs)",
+          0, 1024, DEFAULT_THREADS, playing));
   g_object_class_install_property (
       gobject_class, PROP_INFERENCE_INTERVAL,
       g_param_spec_uint (

@@ -164,16 +164,27 @@ draw_caption (GstYoloseOverlay *overlay, cairo_t *cr, const GstYoloseBox *box,
   pango_cairo_show_layout (cr, overlay->layout);
 }
 
-/* Renders into a premultiplied ARGB buffer covering @area only: drawing
- * and blending cost grows with the pixels covered, and detections rarely
- * cover the whole frame. */
+/* A piece of the overlay: a rectangle of the frame with what to draw in
+ * it.  Blending costs time for every pixel a rectangle covers, so a large
+ * box is drawn as four strips along its edges plus its caption, and only a
+ * small one as a single rectangle. */
+typedef struct {
+  Area area;
+  guint box;
+  gboolean draws_box;
+  gboolean draws_caption;
+} Piece;
+
 static GstBuffer *
-render (GstYoloseOverlay *overlay, const Area *area, const GstYoloseBox *boxes,
-        const Caption *caps, guint n, int line_width)
+render_piece (GstYoloseOverlay *overlay, const Piece *piece,
+              const GstYoloseBox *boxes, const Caption *caps, int line_width)
 {
+  const Area *area = &piece->area;
   int w = area->x1 - area->x0, h = area->y1 - area->y0;
   int stride = cairo_format_stride_for_width (CAIRO_FORMAT_ARGB32, w);
   GstBuffer *buf = gst_buffer_new_allocate (NULL, (gsize)stride * h, NULL);
+  gsize offset[GST_VIDEO_MAX_PLANES] = { 0 };
+  gint strides[GST_VIDEO_MAX_PLANES] = { stride };
   GstMapInfo map;
   cairo_surface_t *surface;
   cairo_t *cr;
@@ -189,40 +200,107 @@ render (GstYoloseOverlay *overlay, const Area *area, const GstYoloseBox *boxes,
   cr = cairo_create (surface);
   pango_cairo_update_context (cr, overlay->context);
   cairo_translate (cr, -area->x0, -area->y0);
-  for (guint i = 0; i < n; i++)
-    draw_box (cr, &boxes[i], line_width);
-  for (guint i = 0; i < n; i++) {
-    if (caps[i].text[0] != '\0')
-      draw_caption (overlay, cr, &boxes[i], &caps[i]);
-  }
+  if (piece->draws_box)
+    draw_box (cr, &boxes[piece->box], line_width);
+  if (piece->draws_caption)
+    draw_caption (overlay, cr, &boxes[piece->box], &caps[piece->box]);
   cairo_destroy (cr);
   cairo_surface_destroy (surface);
   gst_buffer_unmap (buf, &map);
 
-  {
-    gsize offset[GST_VIDEO_MAX_PLANES] = { 0 };
-    gint strides[GST_VIDEO_MAX_PLANES] = { stride };
-    gst_buffer_add_video_meta_full (buf, GST_VIDEO_FRAME_FLAG_NONE,
-                                    GST_VIDEO_OVERLAY_COMPOSITION_FORMAT_RGB, w,
-                                    h, 1, offset, strides);
-  }
+  gst_buffer_add_video_meta_full (buf, GST_VIDEO_FRAME_FLAG_NONE,
+                                  GST_VIDEO_OVERLAY_COMPOSITION_FORMAT_RGB, w,
+                                  h, 1, offset, strides);
   return buf;
 }
 
-static gboolean
-blend (GstVideoFrame *frame, GstBuffer *pixels, const Area *area)
+static void
+add_piece (GArray *pieces, int x0, int y0, int x1, int y1, int fw, int fh,
+           guint box, gboolean draws_box, gboolean draws_caption)
 {
-  GstVideoOverlayRectangle *rect;
-  GstVideoOverlayComposition *comp;
-  gboolean ok;
+  Piece p = { { MAX (x0, 0), MAX (y0, 0), MIN (x1, fw), MIN (y1, fh) },
+              box,
+              draws_box,
+              draws_caption };
 
-  rect = gst_video_overlay_rectangle_new_raw (
-      pixels, area->x0, area->y0, area->x1 - area->x0, area->y1 - area->y0,
-      GST_VIDEO_OVERLAY_FORMAT_FLAG_PREMULTIPLIED_ALPHA);
-  comp = gst_video_overlay_composition_new (rect);
-  ok = gst_video_overlay_composition_blend (comp, frame);
-  gst_video_overlay_composition_unref (comp);
-  gst_video_overlay_rectangle_unref (rect);
+  if (p.area.x1 > p.area.x0 && p.area.y1 > p.area.y0)
+    g_array_append_val (pieces, p);
+}
+
+static gsize
+area_size (int x0, int y0, int x1, int y1)
+{
+  return (gsize)MAX (0, x1 - x0) * (gsize)MAX (0, y1 - y0);
+}
+
+/* The pieces for box @i: one rectangle for a small box, its four edges and
+ * its caption apart for a large one (then far fewer pixels to blend). */
+static void
+plan_box (GArray *pieces, const GstYoloseBox *b, const Caption *cap, guint i,
+          int margin, int fw, int fh)
+{
+  int x0 = (int)floorf (b->x1), y0 = (int)floorf (b->y1);
+  int x1 = (int)ceilf (b->x2), y1 = (int)ceilf (b->y2);
+  gboolean has_caption = cap->text[0] != '\0';
+  Area whole = { x0 - margin, y0 - margin, x1 + margin, y1 + margin };
+  gsize strips;
+
+  if (has_caption)
+    area_add (&whole, cap->x, cap->y, cap->x + cap->w, cap->y + cap->h);
+  strips = 2 * area_size (x0 - margin, 0, x1 + margin, 2 * margin)
+           + 2 * area_size (0, y0 + margin, 2 * margin, y1 - margin)
+           + (has_caption ? area_size (0, 0, cap->w, cap->h) : 0);
+  if (area_size (whole.x0, whole.y0, whole.x1, whole.y1) <= 2 * strips) {
+    add_piece (pieces, whole.x0, whole.y0, whole.x1, whole.y1, fw, fh, i, TRUE,
+               has_caption);
+    return;
+  }
+  add_piece (pieces, x0 - margin, y0 - margin, x1 + margin, y0 + margin, fw, fh,
+             i, TRUE, FALSE);
+  add_piece (pieces, x0 - margin, y1 - margin, x1 + margin, y1 + margin, fw, fh,
+             i, TRUE, FALSE);
+  add_piece (pieces, x0 - margin, y0 + margin, x0 + margin, y1 - margin, fw, fh,
+             i, TRUE, FALSE);
+  add_piece (pieces, x1 - margin, y0 + margin, x1 + margin, y1 - margin, fw, fh,
+             i, TRUE, FALSE);
+  if (has_caption)
+    add_piece (pieces, cap->x, cap->y, cap->x + cap->w, cap->y + cap->h, fw, fh,
+               i, FALSE, TRUE);
+}
+
+/* Blends every piece in one composition. */
+static gboolean
+blend_pieces (GstYoloseOverlay *overlay, GstVideoFrame *frame,
+              const GArray *pieces, const GstYoloseBox *boxes,
+              const Caption *caps, int line_width)
+{
+  GstVideoOverlayComposition *comp = NULL;
+  gboolean ok = TRUE;
+
+  for (guint i = 0; i < pieces->len && ok; i++) {
+    const Piece *p = &g_array_index (pieces, Piece, i);
+    GstBuffer *pixels = render_piece (overlay, p, boxes, caps, line_width);
+    GstVideoOverlayRectangle *rect;
+
+    if (pixels == NULL) {
+      ok = FALSE;
+      break;
+    }
+    rect = gst_video_overlay_rectangle_new_raw (
+        pixels, p->area.x0, p->area.y0, p->area.x1 - p->area.x0,
+        p->area.y1 - p->area.y0,
+        GST_VIDEO_OVERLAY_FORMAT_FLAG_PREMULTIPLIED_ALPHA);
+    gst_buffer_unref (pixels);
+    if (comp == NULL)
+      comp = gst_video_overlay_composition_new (rect);
+    else
+      gst_video_overlay_composition_add_rectangle (comp, rect);
+    gst_video_overlay_rectangle_unref (rect);
+  }
+  if (comp != NULL) {
+    ok = ok && gst_video_overlay_composition_blend (comp, frame);
+    gst_video_overlay_composition_unref (comp);
+  }
   return ok;
 }
 
@@ -235,9 +313,8 @@ gst_yolose_overlay_draw (GstYoloseOverlay *overlay, GstVideoFrame *frame,
   int line_width
       = style->line_width ? (int)style->line_width : auto_line_width (fw, fh);
   int margin = line_width / 2 + 1;
-  Area area = { G_MAXINT, G_MAXINT, G_MININT, G_MININT };
+  GArray *pieces;
   Caption *caps;
-  GstBuffer *pixels;
   gboolean ok;
 
   if (n_boxes == 0)
@@ -245,31 +322,15 @@ gst_yolose_overlay_draw (GstYoloseOverlay *overlay, GstVideoFrame *frame,
 
   set_font_size (overlay, auto_font_px (fw, fh));
   caps = g_new0 (Caption, n_boxes);
+  pieces = g_array_new (FALSE, FALSE, sizeof (Piece));
   for (guint i = 0; i < n_boxes; i++) {
-    const GstYoloseBox *b = &boxes[i];
-    area_add (&area, (int)floorf (b->x1) - margin, (int)floorf (b->y1) - margin,
-              (int)ceilf (b->x2) + margin, (int)ceilf (b->y2) + margin);
-    caption_text (b, style, caps[i].text, sizeof caps[i].text);
-    if (caps[i].text[0] != '\0') {
-      place_caption (overlay, b, fw, fh, &caps[i]);
-      area_add (&area, caps[i].x, caps[i].y, caps[i].x + caps[i].w,
-                caps[i].y + caps[i].h);
-    }
+    caption_text (&boxes[i], style, caps[i].text, sizeof caps[i].text);
+    if (caps[i].text[0] != '\0')
+      place_caption (overlay, &boxes[i], fw, fh, &caps[i]);
+    plan_box (pieces, &boxes[i], &caps[i], i, margin, fw, fh);
   }
-  area.x0 = MAX (area.x0, 0);
-  area.y0 = MAX (area.y0, 0);
-  area.x1 = MIN (area.x1, fw);
-  area.y1 = MIN (area.y1, fh);
-  if (area.x1 <= area.x0 || area.y1 <= area.y0) {
-    g_free (caps);
-    return TRUE;
-  }
-
-  pixels = render (overlay, &area, boxes, caps, n_boxes, line_width);
+  ok = blend_pieces (overlay, frame, pieces, boxes, caps, line_width);
+  g_array_free (pieces, TRUE);
   g_free (caps);
-  if (pixels == NULL)
-    return FALSE;
-  ok = blend (frame, pixels, &area);
-  gst_buffer_unref (pixels);
   return ok;
 }

@@ -1,8 +1,10 @@
 /* yolose element — drawing detections onto the video.
  *
- * Boxes and "label 0.87" captions are drawn with Cairo and Pango into one
- * ARGB rectangle that covers only the detections, and GStreamer's overlay
- * composition blends it into the frame, whatever its format. */
+ * Boxes and "label 0.87" captions are drawn with Cairo and Pango into ARGB
+ * rectangles that cover only the boxes' edges and captions (blending costs
+ * time for every pixel covered: a box filling a 1080p frame blends 3-4x
+ * faster as four strips), and GStreamer's overlay composition blends them
+ * into the frame, whatever its format. */
 #ifndef GST_YOLOSE_OVERLAY_H
 #define GST_YOLOSE_OVERLAY_H
 

@@ -279,8 +279,10 @@ static GstHarness *
 yolose_harness (const gchar *model, const gchar *props)
 {
   gchar *path = data (model);
-  gchar *launch
-      = g_strdup_printf ("yolose model=\"%s\" %s", path, props ? props : "");
+  /* One thread: on a loaded CI machine two OpenMP threads on two cores
+   * can be far slower than one; the core's own tests cover threading. */
+  gchar *launch = g_strdup_printf ("yolose model=\"%s\" threads=1 %s", path,
+                                   props ? props : "");
   GstHarness *h = gst_harness_new_parse (launch);
 
   g_free (launch);
@@ -349,6 +351,17 @@ count_messages (GstBus *bus, const gchar *name)
     gst_message_unref (msg);
   }
   return n;
+}
+
+static gboolean
+pop_warning (GstBus *bus)
+{
+  GstMessage *msg = gst_bus_pop_filtered (bus, GST_MESSAGE_WARNING);
+
+  if (msg == NULL)
+    return FALSE;
+  gst_message_unref (msg);
+  return TRUE;
 }
 
 static GstBuffer *
@@ -868,9 +881,9 @@ GST_START_TEST (test_model_swap_while_playing)
   /* The VOC model: its labels become valid classes ("aeroplane" is not a
    * COCO name) and every detection carries one of its 20 labels. */
   g_object_set (e, "model", voc, "conf-threshold", 0.01f, NULL);
-  fail_if (gst_bus_have_pending (bus));
+  fail_if (pop_warning (bus), "the VOC model was refused");
   g_object_set (e, "classes", "aeroplane,person,tvmonitor", NULL);
-  fail_if (gst_bus_have_pending (bus), "VOC labels not in use");
+  fail_if (pop_warning (bus), "VOC labels not in use");
   out = push_copy (h, in, 2 * GST_SECOND);
   after = dets_from_buffer (out, info.width, info.height);
   gst_buffer_unref (out);
@@ -984,7 +997,8 @@ GST_START_TEST (test_state_cycles)
   for (int mode = 0; mode < 2; mode++) {
     gchar *launch = g_strdup_printf (
         "videotestsrc ! video/x-raw,format=I420,"
-        "width=64,height=48 ! yolose model=\"%s\" input-size=160 mode=%s ! "
+        "width=64,height=48 ! yolose model=\"%s\" input-size=160 threads=1 "
+        "mode=%s ! "
         "fakesink",
         model, mode ? "async" : "sync");
     GstElement *pipeline = gst_parse_launch (launch, NULL);
@@ -1160,9 +1174,12 @@ GST_START_TEST (test_live_async_mode_passes_every_frame)
   run_live ("mode=async", 3, 4, &run);
   print_run ("async", &run, 0);
   fail_unless (run.results >= 3);
-  /* At 30 fps for at least 4 s: allow for a loaded machine. */
-  fail_unless (run.frames >= 80, "only %u frames reached the sink", run.frames);
-  fail_unless (run.steady_delay < 200 * GST_MSECOND, "delay %" GST_TIME_FORMAT,
+  /* 30 fps for at least 4 s; far more frames than detections (in sync
+   * mode they are equal), with room for a loaded machine or sanitizers. */
+  fail_unless (run.frames >= 40 && run.frames >= 2 * run.results,
+               "only %u frames reached the sink for %u detections", run.frames,
+               run.results);
+  fail_unless (run.steady_delay < 250 * GST_MSECOND, "delay %" GST_TIME_FORMAT,
                GST_TIME_ARGS (run.steady_delay));
 }
 
@@ -1197,6 +1214,89 @@ GST_START_TEST (test_read_detections_example)
 
 GST_END_TEST;
 
+/* A 3840x2160 frame works in the main layouts (letterboxed straight from
+ * the big frame, no read out of bounds) and its boxes fit the frame. */
+GST_START_TEST (test_4k_frames)
+{
+  const gchar *formats[] = { "RGB", "BGRx", "I420", "NV12", "YUY2" };
+  gchar *model = data (MODEL);
+
+  for (guint f = 0; f < G_N_ELEMENTS (formats); f++) {
+    gchar *launch = g_strdup_printf (
+        "videotestsrc num-buffers=2 "
+        "pattern=ball ! video/x-raw,format=%s,width=3840,height=2160 ! "
+        "yolose model=\"%s\" input-size=160 threads=1 overlay=true ! "
+        "appsink name=sink",
+        formats[f], model);
+    GstVideoInfo info;
+    GstBuffer *out = pull_one_buffer (launch, &info);
+    GArray *dets = dets_from_buffer (out, info.width, info.height);
+
+    fail_unless_equals_int (info.width, 3840);
+    g_array_free (dets, TRUE);
+    gst_buffer_unref (out);
+    g_free (launch);
+  }
+  g_free (model);
+}
+
+GST_END_TEST;
+
+typedef struct {
+  GstElement *element;
+  gchar *models[2];
+  volatile gint stop;
+} Meddler;
+
+/* Changes the model, thresholds, classes, overlay and interval while
+ * frames flow. */
+static gpointer
+meddle (gpointer data)
+{
+  Meddler *m = data;
+
+  for (guint i = 0; !g_atomic_int_get (&m->stop); i++) {
+    g_object_set (m->element, "conf-threshold", (i % 2) ? 0.3f : 0.5f,
+                  "classes", (i % 3) ? "" : "person", "overlay",
+                  (gboolean)(i % 2), "inference-interval", 1 + i % 3, NULL);
+    if (i % 4 == 0)
+      g_object_set (m->element, "model", m->models[(i / 4) % 2], NULL);
+    g_usleep (20000);
+  }
+  return NULL;
+}
+
+/* Properties and models changed from another thread while frames flow,
+ * in both modes: no crash, no race (ASan/TSan-clean), frames keep coming. */
+GST_START_TEST (test_properties_from_another_thread)
+{
+  GstVideoInfo info;
+  GstBuffer *in = decode_image (ZIDANE, "NV12", &info);
+
+  for (int mode = 0; mode < 2; mode++) {
+    GstHarness *h = yolose_harness (MODEL, mode ? "input-size=160 mode=async"
+                                                : "input-size=160");
+    Meddler m = { harness_yolose (h), { data (MODEL), data (MODEL_SE) }, 0 };
+    GThread *thread = g_thread_new ("meddler", meddle, &m);
+
+    gst_harness_set_src_caps (h, caps_of (&info));
+    for (guint i = 0; i < 30; i++) {
+      GstBuffer *out = push_copy (h, in, i * GST_SECOND / 30);
+      fail_unless (out != NULL);
+      gst_buffer_unref (out);
+    }
+    g_atomic_int_set (&m.stop, 1);
+    g_thread_join (thread);
+    g_free (m.models[0]);
+    g_free (m.models[1]);
+    gst_object_unref (m.element);
+    gst_harness_teardown (h);
+  }
+  gst_buffer_unref (in);
+}
+
+GST_END_TEST;
+
 static Suite *
 yolose_data_suite (void)
 {
@@ -1219,6 +1319,8 @@ yolose_data_suite (void)
   tcase_add_test (tc, test_model_swap_while_playing);
   tcase_add_test (tc, test_latency_query_adds_processing_time);
   tcase_add_test (tc, test_async_mode);
+  tcase_add_test (tc, test_4k_frames);
+  tcase_add_test (tc, test_properties_from_another_thread);
   tcase_add_test (tc, test_state_cycles);
   tcase_add_test (tc, test_live_sync_mode_stays_real_time);
   tcase_add_test (tc, test_live_async_mode_passes_every_frame);
@@ -1229,7 +1331,7 @@ yolose_data_suite (void)
 int
 main (int argc, char **argv)
 {
-  yolose_test_require_data (MODEL, MODEL_VOC, BUS, ZIDANE, NULL);
+  yolose_test_require_data (MODEL, MODEL_SE, MODEL_VOC, BUS, ZIDANE, NULL);
   gst_check_init (&argc, &argv);
   return gst_check_run_suite (yolose_data_suite (), "yolose_data", __FILE__);
 }
