@@ -56,7 +56,7 @@ typedef struct {
 static void
 describe_layer (Packed512 *p, const YoloseConvDesc *desc)
 {
-  int n_blocks;
+  int n_blocks, kc;
 
   p->desc = *desc;
   p->m = desc->out_channels / desc->groups;
@@ -64,10 +64,12 @@ describe_layer (Packed512 *p, const YoloseConvDesc *desc)
   p->taps = desc->kernel * desc->kernel;
   p->k = p->cin * p->taps;
   p->m_panels = (p->m + MR - 1) / MR;
-  /* K blocks of about KC_TARGET rows, all the same size: a short last
-   * block (4 of 32 channels) would cost a pass of partial sums for little
-   * work. */
-  n_blocks = MAX ((p->k + KC_TARGET / 2) / KC_TARGET, 1);
+  /* K blocks of about KC_TARGET rows (half that where a channel's taps
+   * spread over more cache lines: stride phases; or where each row is a
+   * whole input row: 1x1), all the same size: a short last block (4 of 32
+   * channels) would cost a pass of partial sums for little work. */
+  kc = desc->kernel > 1 && desc->stride == 1 ? KC_TARGET : KC_TARGET / 2;
+  n_blocks = MAX ((p->k + kc / 2) / kc, 1);
   p->ch_block = (p->cin + n_blocks - 1) / n_blocks;
 }
 
