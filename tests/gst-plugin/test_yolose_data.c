@@ -7,6 +7,7 @@
 #include <gst/check/gstharness.h>
 #include <gst/app/gstappsink.h>
 #include <gst/video/video.h>
+#include <glib/gstdio.h>
 #include <math.h>
 #include <string.h>
 
@@ -1297,6 +1298,104 @@ GST_START_TEST (test_properties_from_another_thread)
 
 GST_END_TEST;
 
+/* A labels file renames the classes in the metas; one with the wrong
+ * number of labels fails the start with an error naming the file. */
+GST_START_TEST (test_labels_file)
+{
+  GString *text = g_string_new (NULL);
+  gchar *good = NULL, *bad = NULL, *props, *model;
+  GstVideoInfo info;
+  GArray *dets;
+  GstElement *e;
+  GstBus *bus;
+  GstMessage *msg;
+  GError *error = NULL;
+  gint fd;
+
+  for (int i = 0; i < 80; i++)
+    g_string_append_printf (text, "thing %d\n", i);
+  fd = g_file_open_tmp ("yolose-labels-XXXXXX.txt", &good, NULL);
+  close (fd);
+  fail_unless (g_file_set_contents (good, text->str, -1, NULL));
+  fd = g_file_open_tmp ("yolose-labels-XXXXXX.txt", &bad, NULL);
+  close (fd);
+  fail_unless (g_file_set_contents (bad, "one\ntwo\nthree\n", -1, NULL));
+
+  props = g_strdup_printf ("input-size=320 labels-file=\"%s\"", good);
+  dets = element_detect (BUS, "RGB", props, &info);
+  fail_unless (dets->len > 0);
+  for (guint i = 0; i < dets->len; i++) {
+    Det *d = &g_array_index (dets, Det, i);
+    gchar *want = g_strdup_printf ("thing %d", d->class_id);
+    fail_unless_equals_string (d->label, want);
+    g_free (want);
+  }
+  g_array_free (dets, TRUE);
+
+  e = gst_element_factory_make ("yolose", NULL);
+  bus = gst_bus_new ();
+  gst_element_set_bus (e, bus);
+  model = data (MODEL);
+  g_object_set (e, "model", model, "labels-file", bad, NULL);
+  g_free (model);
+  fail_unless_equals_int (gst_element_set_state (e, GST_STATE_PAUSED),
+                          GST_STATE_CHANGE_FAILURE);
+  msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
+  fail_unless (msg != NULL);
+  gst_message_parse_error (msg, &error, NULL);
+  fail_unless (strstr (error->message, bad) != NULL, "%s", error->message);
+  g_error_free (error);
+  gst_message_unref (msg);
+  gst_element_set_state (e, GST_STATE_NULL);
+  gst_element_set_bus (e, NULL);
+  gst_object_unref (bus);
+  gst_object_unref (e);
+
+  g_unlink (good);
+  g_unlink (bad);
+  g_free (good);
+  g_free (bad);
+  g_free (props);
+  g_string_free (text, TRUE);
+}
+
+GST_END_TEST;
+
+/* threads can change while playing (1 -> 2 -> 1 -> 0) and detections stay
+ * the same. */
+GST_START_TEST (test_threads_change_while_playing)
+{
+  GstVideoInfo info;
+  GstBuffer *in = decode_image (BUS, "RGB", &info);
+  GstHarness *h = yolose_harness (MODEL, "input-size=320 threads=2");
+  GstElement *e = harness_yolose (h);
+  const gint threads[] = { 2, 1, 2, 0, 1 };
+  GArray *first = NULL;
+
+  gst_harness_set_src_caps (h, caps_of (&info));
+  for (guint i = 0; i < G_N_ELEMENTS (threads); i++) {
+    GstBuffer *out;
+    GArray *dets;
+
+    g_object_set (e, "threads", threads[i], NULL);
+    out = push_copy (h, in, i * GST_SECOND);
+    dets = dets_from_buffer (out, info.width, info.height);
+    gst_buffer_unref (out);
+    if (first == NULL)
+      first = dets;
+    else {
+      assert_same_dets (dets, first, "after a threads change");
+      g_array_free (dets, TRUE);
+    }
+  }
+  g_array_free (first, TRUE);
+  gst_object_unref (e);
+  gst_buffer_unref (in);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
 static Suite *
 yolose_data_suite (void)
 {
@@ -1320,6 +1419,8 @@ yolose_data_suite (void)
   tcase_add_test (tc, test_latency_query_adds_processing_time);
   tcase_add_test (tc, test_async_mode);
   tcase_add_test (tc, test_4k_frames);
+  tcase_add_test (tc, test_labels_file);
+  tcase_add_test (tc, test_threads_change_while_playing);
   tcase_add_test (tc, test_properties_from_another_thread);
   tcase_add_test (tc, test_state_cycles);
   tcase_add_test (tc, test_live_sync_mode_stays_real_time);
