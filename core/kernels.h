@@ -57,7 +57,8 @@ struct _YoloseKernels {
   void (*conv_packed_free) (void *packed);
 
   /* Scratch bytes conv2d needs for an input of in_h x in_w run with
-   * @threads threads (0 if none). */
+   * @threads threads (0 if none).  The same scratch serves any run with
+   * at most @threads threads; more threads need a new size. */
   size_t (*conv_scratch_size) (const YoloseConvDesc *desc, int in_h, int in_w,
       int threads);
 

@@ -237,14 +237,20 @@ avx512_conv_scratch_size (const YoloseConvDesc *desc, int in_h, int in_w,
 {
   Packed512 p = { 0 };
   Geometry g;
+  size_t per_thread = 0;
 
   if (yolose_avx512_wino_applies (desc) && yolose_avx512_wino_pays (in_h, in_w))
     return yolose_avx512_wino_scratch_size (desc, in_h, in_w, threads);
   describe_layer (&p, desc);
   threads = MAX (threads, 1);
-  g = geometry (&p, in_h, in_w, threads);
-  return ((size_t)threads * thread_floats (&p, &g) + ALIGN_FLOATS)
-         * sizeof (float);
+  /* The cut into tasks depends on the thread count, so size each
+   * thread's share for the largest need of any count up to @threads: the
+   * scratch then serves every run with fewer threads too. */
+  for (int t = 1; t <= threads; t++) {
+    g = geometry (&p, in_h, in_w, t);
+    per_thread = MAX (per_thread, thread_floats (&p, &g));
+  }
+  return ((size_t)threads * per_thread + ALIGN_FLOATS) * sizeof (float);
 }
 
 /* ------------------------------------------------------ band buffers */

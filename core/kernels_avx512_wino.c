@@ -176,11 +176,15 @@ size_t
 yolose_avx512_wino_scratch_size (const YoloseConvDesc *desc, int in_h, int in_w,
                                  int threads)
 {
-  Wino w;
+  size_t per_thread = 0;
 
+  /* As for the direct convolution: enough for any count up to @threads. */
   threads = MAX (threads, 1);
-  w = wino_geometry (desc, in_h, in_w, threads);
-  return ((size_t)threads * thread_floats (&w) + ALIGN_FLOATS) * sizeof (float);
+  for (int t = 1; t <= threads; t++) {
+    Wino w = wino_geometry (desc, in_h, in_w, t);
+    per_thread = MAX (per_thread, thread_floats (&w));
+  }
+  return ((size_t)threads * per_thread + ALIGN_FLOATS) * sizeof (float);
 }
 
 /* ---------------------------------------------------- input transform */

@@ -348,6 +348,63 @@ START_TEST (test_conv_packed_reused_across_sizes)
 }
 END_TEST
 
+/* A scratch sized for 3 threads serves runs with 1, 2 and 3 threads (the
+ * graph sizes it once; ASan catches any overrun). */
+START_TEST (test_conv_scratch_serves_fewer_threads)
+{
+  const YoloseKernels *kernels = table_for (_i);
+  GRand *rand = g_rand_new_with_seed (5);
+  static const int shapes[][5] = {
+    /* cin, cout, size, kernel, stride */
+    { 256, 256, 20, 3, 1 }, { 64, 64, 40, 3, 1 }, { 512, 256, 20, 1, 1 },
+    { 64, 128, 33, 3, 2 },  { 3, 16, 64, 6, 2 },
+  };
+
+  if (kernels == NULL)
+    return;
+  for (gsize n = 0; n < G_N_ELEMENTS (shapes); n++) {
+    int cin = shapes[n][0], cout = shapes[n][1], size = shapes[n][2];
+    int k = shapes[n][3], stride = shapes[n][4], pad = k == 6 ? 2 : k / 2;
+    int os = yolose_conv_out_dim (size, k, stride, pad);
+    size_t n_w = (size_t)cout * cin * k * k;
+    float *weight = g_new (float, n_w), *bias = g_new (float, cout);
+    float *input = g_new (float, (size_t)cin *size *size);
+    float *output = g_new (float, (size_t)cout *os *os);
+    YoloseConvDesc d
+        = { cin, cout, k, stride, pad, 1, YOLOSE_ACT_SILU, weight, bias };
+    YoloseTensor in = { input, cin, size, size },
+                 out = { output, cout, os, os };
+    size_t bytes = kernels->conv_scratch_size (&d, size, size, 3);
+    void *scratch = bytes ? g_malloc (bytes) : NULL;
+    void *packed;
+
+    fill_random (rand, weight, n_w, -0.1, 0.1);
+    fill_random (rand, bias, cout, -1.0, 1.0);
+    fill_random (rand, input, (size_t)cin * size * size, -1.0, 1.0);
+    packed = kernels->conv_pack (&d);
+    for (int threads = 1; threads <= 3; threads++) {
+      kernels->conv2d (&d, packed, &in, NULL, &out, scratch, threads);
+      for (int i = 0; i < cout * os * os; i += 97) {
+        int oc = i / (os * os), oy = i % (os * os) / os, ox = i % os;
+        double ref = reference_conv_at (&d, input, size, size, oc, oy, ox);
+        ck_assert_msg (close_enough (output[i], ref, CONV_TOL),
+                       "%s conv %d->%d %dx%d k %d s %d with %d threads on a "
+                       "3-thread scratch: out[%d][%d][%d] = %g, expected %g",
+                       kernels->name, cin, cout, size, size, k, stride, threads,
+                       oc, oy, ox, output[i], ref);
+      }
+    }
+    kernels->conv_packed_free (packed);
+    g_free (scratch);
+    g_free (output);
+    g_free (input);
+    g_free (bias);
+    g_free (weight);
+  }
+  g_rand_free (rand);
+}
+END_TEST
+
 /* SiLU stays exact far out in both tails, where exp over- or underflows. */
 START_TEST (test_conv_silu_extremes)
 {
@@ -776,6 +833,7 @@ kernels_suite (void)
   tcase_add_loop_test (tc, test_conv_random_shapes, 0, N_TABLES);
   tcase_add_loop_test (tc, test_conv_packed_reused_across_sizes, 0, N_TABLES);
   tcase_add_loop_test (tc, test_conv_silu_extremes, 0, N_TABLES);
+  tcase_add_loop_test (tc, test_conv_scratch_serves_fewer_threads, 0, N_TABLES);
   tcase_add_loop_test (tc, test_maxpool, 0, N_TABLES);
   tcase_add_loop_test (tc, test_upsample_nearest, 0, N_TABLES);
   tcase_add_loop_test (tc, test_squeeze_excite, 0, N_TABLES);
