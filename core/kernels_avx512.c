@@ -7,10 +7,12 @@
  * nothing from wider vectors.
  *
  * Convolution is a GEMM per group, out[M x N] = W[M x K] * B[K x N], as in
- * kernels_avx2.c, but B is never packed in im2col form.  Each thread takes
- * a band of output rows and, per block of input channels, copies the input
- * rows that band needs into a zero-padded buffer split into stride phases
- * (for stride s, phase (py, px) holds padded pixels (s y + py, s x + px)).
+ * kernels_avx2.c, but B is never packed in im2col form.  The work is cut
+ * into tasks (a band of output rows x a chunk of output channels) that the
+ * pool's threads take one at a time.  Per block of input channels a task
+ * copies the input rows its band needs into a zero-padded buffer split
+ * into stride phases (for stride s, phase (py, px) holds padded pixels
+ * (s y + py, s x + px)).
  * In that buffer every tap (ky, kx) of a channel is the same picture
  * shifted by a fixed offset, so row k of B for a run of output pixels is a
  * contiguous run of the buffer: the microkernel reads B straight from it
@@ -18,7 +20,9 @@
  * buffer's geometry ("virtual" pixels, phase width per row); the few
  * columns past the output width are computed and never stored.  This
  * trades those columns (2 of 42 at 40 x 40) for the 9x copy that im2col
- * costs, which dominated the layers with few output channels. */
+ * costs, which dominated the layers with few output channels.  3x3 stride
+ * 1 layers on pictures 32 or more wide go to Winograd instead
+ * (kernels_avx512_wino.c). */
 #include "kernels.h"
 #include "kernels_avx512.h"
 #include "kernels_pool.h"
@@ -130,7 +134,7 @@ avx512_conv_packed_free (void *packed)
 
 /* How one call lays out its bands and buffers; a pure function of the
  * layer, the input size and the thread count, so that the scratch size
- * computed ahead matches what conv2d uses. */
+ * computed ahead covers what conv2d uses. */
 typedef struct {
   int out_h, out_w;
   int phases;    /* stride^2 */
