@@ -1396,6 +1396,138 @@ GST_START_TEST (test_threads_change_while_playing)
 
 GST_END_TEST;
 
+/* The test's own description of each YUV/gray layout, written out from
+ * the formats' definitions (not taken from the element). */
+static void
+describe_frame (const GstVideoFrame *frame, YoloseImage *image)
+{
+  const GstVideoInfo *info = &frame->info;
+  GstVideoFormat format = GST_VIDEO_INFO_FORMAT (info);
+  const GstVideoColorimetry *c = &info->colorimetry;
+
+  memset (image, 0, sizeof *image);
+  image->width = info->width;
+  image->height = info->height;
+  image->matrix = c->matrix == GST_VIDEO_COLOR_MATRIX_BT709 ? YOLOSE_YUV_BT709
+                                                            : YOLOSE_YUV_BT601;
+  image->full_range = c->range == GST_VIDEO_COLOR_RANGE_0_255;
+  for (int p = 0; p < 3 && p < (int)GST_VIDEO_FRAME_N_PLANES (frame); p++) {
+    image->planes[p] = GST_VIDEO_FRAME_PLANE_DATA (frame, p);
+    image->strides[p] = GST_VIDEO_FRAME_PLANE_STRIDE (frame, p);
+  }
+  switch (format) {
+    case GST_VIDEO_FORMAT_I420:
+      image->layout = YOLOSE_IMAGE_YUV420_PLANAR;
+      break;
+    case GST_VIDEO_FORMAT_YV12: /* planes Y, V, U */
+      image->layout = YOLOSE_IMAGE_YUV420_PLANAR;
+      image->planes[1] = GST_VIDEO_FRAME_PLANE_DATA (frame, 2);
+      image->strides[1] = GST_VIDEO_FRAME_PLANE_STRIDE (frame, 2);
+      image->planes[2] = GST_VIDEO_FRAME_PLANE_DATA (frame, 1);
+      image->strides[2] = GST_VIDEO_FRAME_PLANE_STRIDE (frame, 1);
+      break;
+    case GST_VIDEO_FORMAT_NV12:
+      image->layout = YOLOSE_IMAGE_YUV420_SEMIPLANAR;
+      image->u_offset = 0;
+      image->v_offset = 1;
+      break;
+    case GST_VIDEO_FORMAT_NV21:
+      image->layout = YOLOSE_IMAGE_YUV420_SEMIPLANAR;
+      image->u_offset = 1;
+      image->v_offset = 0;
+      break;
+    case GST_VIDEO_FORMAT_YUY2: /* Y0 U Y1 V */
+      image->layout = YOLOSE_IMAGE_YUV422_PACKED;
+      image->y_offset = 0;
+      image->u_offset = 1;
+      image->v_offset = 3;
+      break;
+    case GST_VIDEO_FORMAT_UYVY: /* U Y0 V Y1 */
+      image->layout = YOLOSE_IMAGE_YUV422_PACKED;
+      image->y_offset = 1;
+      image->u_offset = 0;
+      image->v_offset = 2;
+      break;
+    default:
+      image->layout = YOLOSE_IMAGE_GRAY8;
+      break;
+  }
+}
+
+/* On the very same YUV or gray bytes the element gives exactly the core's
+ * detections for every layout and every colorimetry (BT.601/BT.709,
+ * limited/full range): the element reads the caps right. */
+GST_START_TEST (test_yuv_layouts_and_colorimetry_exact)
+{
+  const gchar *formats[]
+      = { "I420", "YV12", "NV12", "NV21", "YUY2", "UYVY", "GRAY8" };
+  const gchar *colorimetries[] = { "bt601", "bt709", "1:4:0:0", "1:3:5:1" };
+  gchar *path = data (MODEL);
+  YoloseConfig config;
+  YoloseDetector *det;
+  YoloseNmsParams params;
+
+  yolose_config_init (&config);
+  config.model_path = path;
+  config.input_size = 320;
+  config.threads = 1;
+  det = yolose_detector_new (&config, NULL);
+  fail_unless (det != NULL);
+  yolose_nms_params_init (&params);
+
+  for (guint f = 0; f < G_N_ELEMENTS (formats); f++) {
+    GstHarness *h = yolose_harness (MODEL, "input-size=320");
+    guint n_colorimetries
+        = g_str_equal (formats[f], "GRAY8") ? 1 : G_N_ELEMENTS (colorimetries);
+
+    for (guint c = 0; c < n_colorimetries; c++) {
+      gchar *format
+          = g_strdup_printf ("%s,colorimetry=%s", formats[f], colorimetries[c]);
+      gchar *what = g_strdup_printf ("%s %s", formats[f], colorimetries[c]);
+      GstVideoInfo info;
+      GstBuffer *in = decode_image (ZIDANE, format, &info);
+      GstBuffer *out;
+      GstVideoFrame frame;
+      YoloseImage image;
+      YoloseDetection found[300];
+      GArray *want = g_array_new (FALSE, TRUE, sizeof (Det)), *got;
+      gsize n;
+
+      fail_unless (gst_video_frame_map (&frame, &info, in, GST_MAP_READ));
+      describe_frame (&frame, &image);
+      n = yolose_detector_detect (det, &image, &params, found, 300);
+      gst_video_frame_unmap (&frame);
+      for (gsize i = 0; i < n; i++) {
+        Det d = { found[i].class_id,   "",
+                  found[i].confidence, found[i].x1,
+                  found[i].y1,         found[i].x2,
+                  found[i].y2,         0 };
+        g_strlcpy (d.label, yolose_detector_get_class_name (det, d.class_id),
+                   sizeof d.label);
+        g_array_append_val (want, d);
+      }
+
+      gst_harness_set_src_caps (h, caps_of (&info));
+      out = push_copy (h, in, c * GST_SECOND);
+      got = dets_from_buffer (out, info.width, info.height);
+      fail_unless (want->len > 0, "%s: the core found nothing", what);
+      assert_same_dets (got, want, what);
+
+      g_array_free (got, TRUE);
+      g_array_free (want, TRUE);
+      gst_buffer_unref (out);
+      gst_buffer_unref (in);
+      g_free (what);
+      g_free (format);
+    }
+    gst_harness_teardown (h);
+  }
+  yolose_detector_free (det);
+  g_free (path);
+}
+
+GST_END_TEST;
+
 static Suite *
 yolose_data_suite (void)
 {
@@ -1408,6 +1540,7 @@ yolose_data_suite (void)
   tcase_add_test (tc, test_rgb_family_equals_core);
   tcase_add_test (tc, test_default_size_equals_core);
   tcase_add_test (tc, test_yuv_formats_match_core);
+  tcase_add_test (tc, test_yuv_layouts_and_colorimetry_exact);
   tcase_add_test (tc, test_overlay_on_changes_pixels_off_none);
   tcase_add_test (tc, test_thresholds_change_while_playing);
   tcase_add_test (tc, test_class_filter);
