@@ -1175,11 +1175,11 @@ GST_START_TEST (test_live_async_mode_passes_every_frame)
   run_live ("mode=async", 3, 4, &run);
   print_run ("async", &run, 0);
   fail_unless (run.results >= 3);
-  /* 30 fps for at least 4 s; far more frames than detections (in sync
-   * mode they are equal), with room for a loaded machine or sanitizers. */
-  fail_unless (run.frames >= 40 && run.frames >= 2 * run.results,
-               "only %u frames reached the sink for %u detections", run.frames,
-               run.results);
+  /* 30 fps for at least 4 s: most frames reach the sink even where one
+   * detection takes several frame periods (sync mode then shows one frame
+   * per detection); the bound leaves room for sanitizers on a loaded
+   * machine. */
+  fail_unless (run.frames >= 40, "only %u frames reached the sink", run.frames);
   fail_unless (run.steady_delay < 250 * GST_MSECOND, "delay %" GST_TIME_FORMAT,
                GST_TIME_ARGS (run.steady_delay));
 }
