@@ -225,6 +225,21 @@ fold_batchnorm (Builder *b, const YolosePyValue *bn, int c2, gsize per_out,
   return ok;
 }
 
+/* Every feature map the yaml makes: at most MAX_CHANNELS channels and no
+ * larger than the input (YOLOv5's are 1/2 to 1/64 of it), so that a file
+ * cannot overflow the sizes or make the graph allocate gigabytes with a few
+ * Concat, Upsample or padded layers that hold no weights. */
+static gboolean
+map_size_valid (Builder *b, gint64 c, gint64 h, gint64 w)
+{
+  if (c < 1 || c > MAX_CHANNELS || h > b->graph->size || w > b->graph->size)
+    return unsupported (b, "a feature map of %" G_GINT64_FORMAT " channels, "
+        "%" G_GINT64_FORMAT "x%" G_GINT64_FORMAT ", for a %dx%d input (at "
+        "most %d channels, and no larger than the input)", c, h, w,
+        b->graph->size, b->graph->size, MAX_CHANNELS);
+  return TRUE;
+}
+
 typedef struct {
   int c2, k, s, p, g;
 } ConvArgs;
@@ -261,6 +276,8 @@ add_conv (Builder *b, const YolosePyValue *conv_module, const char *what,
   if (oh < 1 || ow < 1)
     return fail (b, "%s: a %dx%d kernel does not fit a %dx%d feature map",
         what, a->k, a->k, iv->h, iv->w), -1;
+  if (!map_size_valid (b, a->c2, oh, ow))
+    return -1;
   conv2d = child (b, conv_module, "conv");
   if (conv2d == NULL)
     return -1;
@@ -320,17 +337,20 @@ static int
 add_concat (Builder *b, const int *inputs, int n)
 {
   YoloseValue *first = yolose_graph_value (b->graph, inputs[0]);
+  int h = first->h, w = first->w, i, out;
   YoloseOp op = { 0 };
-  int c = 0, i, out;
+  gint64 c = 0;
 
   for (i = 0; i < n; i++) {
     YoloseValue *v = yolose_graph_value (b->graph, inputs[i]);
-    if (v->h != first->h || v->w != first->w)
-      return fail (b, "Concat of %dx%d and %dx%d feature maps", first->h,
-          first->w, v->h, v->w), -1;
+    if (v->h != h || v->w != w)
+      return fail (b, "Concat of %dx%d and %dx%d feature maps", h, w, v->h,
+          v->w), -1;
     c += v->c;
   }
-  out = yolose_graph_add_value (b->graph, c, first->h, first->w);
+  if (!map_size_valid (b, c, h, w))
+    return -1;
+  out = yolose_graph_add_value (b->graph, (int) c, h, w);
   op.kind = YOLOSE_OP_CONCAT;
   op.layer = b->layer;
   op.input = -1;
@@ -354,9 +374,12 @@ add_maxpool (Builder *b, int in, int k)
         "k/2 it changes the feature map's size, which upstream cannot build "
         "either (the seed's 'SPPF [512, 512]' means kernel 512; the working "
         "form is 'SPPF [1024, 5]')", k), -1;
-  if (k > iv->h || k > iv->w)
-    return unsupported (b, "max pooling kernel %d is larger than the %dx%d "
-        "feature map it pools", k, iv->h, iv->w), -1;
+  /* A kernel wider than the map is fine (torch pools a 2x2 map with k=5 at
+   * input size 64): with padding k/2 every window still holds a real value.
+   * Bounded, or a file could ask for billions of comparisons per pixel. */
+  if (k > MAX_KERNEL)
+    return unsupported (b, "max pooling kernel %d is larger than %d", k,
+        MAX_KERNEL), -1;
   out = yolose_graph_add_value (b->graph, iv->c, iv->h, iv->w);
   op.kind = YOLOSE_OP_MAXPOOL;
   op.layer = b->layer;
@@ -622,6 +645,8 @@ build_upsample (Builder *b, const YolosePyValue *args, int in)
   if (mode != NULL && g_strcmp0 (yolose_py_get_string (mode), "nearest"))
     return unsupported (b, "Upsample mode '%s' (only 'nearest')",
         yolose_py_get_string (mode) ? yolose_py_get_string (mode) : "?"), -1;
+  if (!map_size_valid (b, iv->c, iv->h * scale, iv->w * scale))
+    return -1;
   out = yolose_graph_add_value (b->graph, iv->c, iv->h * (int) scale,
       iv->w * (int) scale);
   op.kind = YOLOSE_OP_UPSAMPLE;
@@ -659,7 +684,9 @@ static gboolean
 add_detect_level (Builder *b, const YolosePyValue *convs, int level, int in,
     float stride, const float *anchors, gsize first_row)
 {
-  YoloseValue *iv = yolose_graph_value (b->graph, in);
+  /* A copy: adding the conv's value below may move the values array. */
+  const YoloseValue input = *yolose_graph_value (b->graph, in);
+  const YoloseValue *iv = &input;
   const YolosePyValue *conv;
   YoloseOp conv_op = { 0 }, op = { 0 };
   char key[16];
@@ -728,10 +755,13 @@ build_detect (Builder *b, const YolosePyValue *m, const int *inputs, int nl)
   if (!read_detect_geometry (b, m, nl, &anchors, &strides))
     return FALSE;
   for (level = 0; level < nl && ok; level++) {
+    /* Read first: add_detect_level's new values may move the array. */
     YoloseValue *iv = yolose_graph_value (b->graph, inputs[level]);
+    gsize level_rows = (gsize) b->na * iv->h * iv->w;
+
     ok = add_detect_level (b, convs, level, inputs[level], strides[level],
         anchors + (gsize) level * b->na * 2, rows);
-    rows += (gsize) b->na * iv->h * iv->w;
+    rows += level_rows;
   }
   b->graph->output_rows = rows;
   g_free (anchors);

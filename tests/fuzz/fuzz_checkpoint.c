@@ -1,10 +1,12 @@
-/* yolose — libFuzzer target for the checkpoint loader.
+/* yolose — libFuzzer target for the whole model loading path.
  *
- * Opens the input as a .pt archive with yolose_checkpoint_open_bytes(),
- * pokes the lookup helpers the model builder uses, and reads every tensor
- * it can reach from the root (within a budget, so one input costs
- * milliseconds).  A failure must come with an error message; anything else
- * (crash, sanitizer report, leak, GLib critical) is a finding.
+ * Feeds the input to yolose_fuzz_checkpoint() (fuzz_entry.c): the .pt
+ * archive, its pickle, every reachable tensor, the model builder, the
+ * graph's memory plan and weight packing, and one forward pass at 64x64.
+ * A refusal must come with an error message; anything else (crash,
+ * sanitizer report, leak, GLib critical) is a finding.  Every file in
+ * tests/fuzz/regressions/checkpoint/ is replayed through the same function
+ * by tests/core/test_fuzz_regressions.c on every build.
  *
  * Mutating a zip byte by byte mostly breaks its CRCs, so the pickle inside
  * would never be reached.  The custom mutator below therefore usually
@@ -12,24 +14,17 @@
  * archive with libzip, keeping it valid; now and then it mutates the raw
  * bytes to exercise the zip layer itself.
  *
- * Build (clang):
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Icore \
- *     $(pkg-config --cflags glib-2.0 libzip) tests/fuzz/fuzz_checkpoint.c \
- *     core/checkpoint.c core/pickle.c \
- *     $(pkg-config --libs glib-2.0 libzip) -lm -o fuzz_checkpoint
- * Run: ./fuzz_checkpoint -timeout=30 CORPUS_DIR SEED_DIR */
+ * Build: meson setup build-fuzz -Dfuzzing=true -Db_sanitize=address,undefined
+ *   -Db_lundef=false (with CC=clang); ninja -C build-fuzz.
+ * Run: build-fuzz/tests/fuzz/fuzz_checkpoint -timeout=30 CORPUS_DIR \
+ *   tests/fuzz/seeds/checkpoint tests/fuzz/regressions/checkpoint */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zip.h>
 
-#include "checkpoint.h"
-
-/* Bounds per input: values visited in the walk, and tensor elements
- * converted (the real checkpoints hold 2–7 M). */
-#define MAX_VISITS 1000000
-#define ELEMENT_BUDGET (1 << 18)
+#include "fuzz_entry.h"
 
 int LLVMFuzzerInitialize (int *argc, char ***argv);
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
@@ -45,117 +40,10 @@ LLVMFuzzerInitialize (int *argc, char ***argv)
   return 0;
 }
 
-/* What the model builder does with a checkpoint, on whatever we got. */
-static void
-poke_helpers (const YolosePyValue *root)
-{
-  const YolosePyValue *model = yolose_py_dict_get (root, "model");
-  const YolosePyValue *layers = yolose_py_attr (model, "model");
-  const YolosePyValue *yaml = yolose_py_attr (model, "yaml");
-  gint64 integer;
-  double number;
-
-  (void)yolose_py_is_class (model, "models.yolo", "Model");
-  (void)yolose_py_get_int (yolose_py_attr (model, "nc"), &integer);
-  (void)yolose_py_get_number (yolose_py_dict_get (yaml, "depth_multiple"),
-                              &number);
-  for (gsize i = 0; i < yolose_py_len (yolose_py_attr (model, "names")); i++)
-    (void)yolose_py_get_string (
-        yolose_py_item (yolose_py_attr (model, "names"), i));
-  for (int i = 0; i < 30; i++) {
-    char name[16];
-    const YolosePyValue *layer;
-
-    g_snprintf (name, sizeof name, "%d", i);
-    layer = yolose_py_attr (layers, name);
-    (void)yolose_py_attr (yolose_py_attr (layer, "conv"), "weight");
-    (void)yolose_py_attr (layer, "anchors");
-  }
-}
-
-static void
-read_tensor (YoloseCheckpoint *ckpt, const YolosePyValue *tensor,
-             gint64 *budget)
-{
-  gint64 numel = yolose_tensor_numel (tensor);
-  GError *error = NULL;
-  float *values;
-
-  /* Invalid shapes fail before any allocation: always try those. */
-  if (numel > *budget)
-    return;
-  *budget -= MAX (numel, 1);
-  values = yolose_checkpoint_tensor_f32 (ckpt, tensor, &error);
-  if (values == NULL && (error == NULL || error->message[0] == '\0'))
-    abort (); /* a failure without a message */
-  if (values != NULL) {
-    volatile float sink = 0.0f;
-    for (gint64 i = 0; i < numel; i++)
-      sink += values[i]; /* touch every element */
-    (void)sink;
-  }
-  g_clear_error (&error);
-  g_free (values);
-}
-
-/* Depth-first over the value graph, each value once (pickles may hold
- * cycles), without recursion. */
-static void
-read_every_tensor (YoloseCheckpoint *ckpt, const YolosePyValue *root)
-{
-  GPtrArray *todo = g_ptr_array_new ();
-  GHashTable *seen = g_hash_table_new (NULL, NULL);
-  gint64 budget = ELEMENT_BUDGET;
-  guint visits = 0;
-
-  g_ptr_array_add (todo, (gpointer)root);
-  while (todo->len > 0 && visits++ < MAX_VISITS) {
-    const YolosePyValue *v = g_ptr_array_steal_index_fast (todo, todo->len - 1);
-
-    if (v == NULL || !g_hash_table_add (seen, (gpointer)v))
-      continue;
-    switch (v->kind) {
-      case YOLOSE_PY_TENSOR:
-        read_tensor (ckpt, v, &budget);
-        break;
-      case YOLOSE_PY_LIST:
-      case YOLOSE_PY_TUPLE:
-        for (gsize i = 0; i < v->v.seq.len; i++)
-          g_ptr_array_add (todo, v->v.seq.items[i]);
-        break;
-      case YOLOSE_PY_DICT:
-        for (gsize i = 0; i < v->v.dict.len; i++) {
-          g_ptr_array_add (todo, v->v.dict.keys[i]);
-          g_ptr_array_add (todo, v->v.dict.values[i]);
-        }
-        break;
-      case YOLOSE_PY_OBJECT:
-        g_ptr_array_add (todo, v->v.object.args);
-        g_ptr_array_add (todo, v->v.object.state);
-        break;
-      default:
-        break;
-    }
-  }
-  g_hash_table_destroy (seen);
-  g_ptr_array_free (todo, TRUE);
-}
-
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
-  GError *error = NULL;
-  YoloseCheckpoint *ckpt = yolose_checkpoint_open_bytes (data, size, &error);
-
-  if (ckpt == NULL) {
-    if (error == NULL || error->message[0] == '\0')
-      abort ();
-    g_error_free (error);
-    return 0;
-  }
-  poke_helpers (yolose_checkpoint_root (ckpt));
-  read_every_tensor (ckpt, yolose_checkpoint_root (ckpt));
-  yolose_checkpoint_free (ckpt);
+  (void)yolose_fuzz_checkpoint (data, size, NULL);
   return 0;
 }
 
