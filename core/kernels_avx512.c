@@ -147,8 +147,13 @@ typedef struct {
   int rows_needed;      /* phase rows per band buffer */
   size_t phase_stride;  /* floats between phases of a channel */
   size_t chan_stride;   /* floats between channels */
-  size_t buffer_floats; /* one channel block */
+  size_t buffer_floats; /* one channel block, per thread */
   size_t sums_floats;   /* partial sums of one band, or 0 */
+  /* When the whole picture is one band cut into several channel chunks,
+   * every task would copy the same input: it is copied once, for all
+   * input channels, into a buffer the tasks share. */
+  gboolean shared;
+  size_t shared_floats;
 } Geometry;
 
 /* Pixels computed for @n_bands bands of @rows rows, rounded up to whole
@@ -221,7 +226,10 @@ geometry (const Packed512 *p, int in_h, int in_w, int threads)
   g.phase_stride = (size_t)g.rows_needed * g.wv;
   g.chan_stride = round_up ((size_t)g.phases * g.phase_stride, ALIGN_FLOATS)
                   + ALIGN_FLOATS;
-  g.buffer_floats = (size_t)p->ch_block * g.chan_stride;
+  g.shared = g.n_bands == 1 && g.n_chunks > 1;
+  g.shared_floats
+      = g.shared ? (size_t)d->in_channels * g.chan_stride + ALIGN_FLOATS : 0;
+  g.buffer_floats = g.shared ? 0 : (size_t)p->ch_block * g.chan_stride;
   g.sums_floats
       = p->ch_block < p->cin ? (size_t)g.chunk_panels * MR * g.nv_pad : 0;
   return g;
@@ -235,26 +243,34 @@ thread_floats (const Packed512 *p, const Geometry *g)
   return g->buffer_floats + g->sums_floats + offsets + ALIGN_FLOATS;
 }
 
+/* Scratch for a run with @threads threads: their own areas, then the
+ * shared input copy if any. */
+static size_t
+run_floats (const Packed512 *p, const Geometry *g, int threads)
+{
+  return (size_t)threads * thread_floats (p, g) + g->shared_floats;
+}
+
 static size_t
 avx512_conv_scratch_size (const YoloseConvDesc *desc, int in_h, int in_w,
                           int threads)
 {
   Packed512 p = { 0 };
   Geometry g;
-  size_t per_thread = 0;
+  size_t floats = 0;
 
   if (yolose_avx512_wino_applies (desc) && yolose_avx512_wino_pays (in_h, in_w))
     return yolose_avx512_wino_scratch_size (desc, in_h, in_w, threads);
   describe_layer (&p, desc);
   threads = MAX (threads, 1);
-  /* The cut into tasks depends on the thread count, so size each
-   * thread's share for the largest need of any count up to @threads: the
-   * scratch then serves every run with fewer threads too. */
+  /* The cut into tasks depends on the thread count: take the largest need
+   * of any count up to @threads, so the scratch serves every run with
+   * fewer threads too. */
   for (int t = 1; t <= threads; t++) {
     g = geometry (&p, in_h, in_w, t);
-    per_thread = MAX (per_thread, thread_floats (&p, &g));
+    floats = MAX (floats, run_floats (&p, &g, t));
   }
-  return ((size_t)threads * per_thread + ALIGN_FLOATS) * sizeof (float);
+  return (floats + ALIGN_FLOATS) * sizeof (float);
 }
 
 /* ------------------------------------------------------ band buffers */
@@ -485,7 +501,7 @@ store_tile (const Epilogue *e, const float *c, int oc0, int rows,
  * [oy0, band_end). */
 static void
 conv_band (const Job *job, int grp, int oy0, int band_end, int i0, int i1,
-           float *scratch)
+           float *scratch, float *shared)
 {
   const Packed512 *p = job->p;
   const YoloseConvDesc *d = &p->desc;
@@ -510,7 +526,10 @@ conv_band (const Job *job, int grp, int oy0, int band_end, int i0, int i1,
     int k0 = c0 * p->taps, kc = n_ch * p->taps;
     gboolean first = c0 == 0, last = c0 + n_ch == p->cin;
 
-    fill_band (job, grp, c0, n_ch, oy0, buf);
+    if (shared != NULL)
+      buf = shared + (size_t)(grp * p->cin + c0) * g->chan_stride;
+    else
+      fill_band (job, grp, c0, n_ch, oy0, buf);
     fill_offsets (job, n_ch, offsets);
     for (int j = 0; j < n_tiles; j++) {
       Segment seg[NR];
@@ -533,7 +552,22 @@ typedef struct {
   Job job;
   float *base;
   size_t per_thread;
+  float *shared; /* the shared input copy, or NULL */
 } ConvRun;
+
+/* Task @t of the shared copy: one channel block of one group. */
+static void
+fill_task (void *data, int t, int worker)
+{
+  const ConvRun *run = data;
+  const Packed512 *p = run->job.p;
+  int blocks = (p->cin + p->ch_block - 1) / p->ch_block;
+  int grp = t / blocks, c0 = t % blocks * p->ch_block;
+
+  fill_band (&run->job, grp, c0, MIN (p->ch_block, p->cin - c0), 0,
+             run->shared
+                 + (size_t)(grp * p->cin + c0) * run->job.geo.chan_stride);
+}
 
 static void
 conv_task (void *data, int t, int worker)
@@ -546,7 +580,7 @@ conv_task (void *data, int t, int worker)
 
   conv_band (&run->job, grp, oy0, MIN (oy0 + g->band_rows, g->out_h), i0,
              MIN (i0 + g->chunk_panels, run->job.p->m_panels),
-             run->base + (size_t)worker * run->per_thread);
+             run->base + (size_t)worker * run->per_thread, run->shared);
 }
 
 static void
@@ -565,6 +599,12 @@ avx512_conv2d (const YoloseConvDesc *desc, const void *packed,
   run.job.geo = geometry (packed, in->h, in->w, threads);
   run.per_thread = thread_floats (packed, &run.job.geo);
   run.base = (float *)round_up ((uintptr_t)scratch, 64);
+  if (run.job.geo.shared) {
+    run.shared = run.base + (size_t)threads * run.per_thread;
+    yolose_pool_run (threads,
+                     desc->groups * ((p->cin + p->ch_block - 1) / p->ch_block),
+                     fill_task, &run);
+  }
   yolose_pool_run (threads,
                    desc->groups * run.job.geo.n_bands * run.job.geo.n_chunks,
                    conv_task, &run);
