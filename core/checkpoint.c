@@ -62,8 +62,8 @@ open_archive (YoloseCheckpoint *ckpt, GError **error)
   /* libzip opens an empty buffer as an empty archive. */
   if (size == 0) {
     g_set_error (error, YOLOSE_CHECKPOINT_ERROR,
-                 YOLOSE_CHECKPOINT_ERROR_NOT_ZIP,
-                 "%s: empty file, not a zip archive", ckpt->name);
+        YOLOSE_CHECKPOINT_ERROR_NOT_ZIP, "%s: empty file, not a zip archive",
+        ckpt->name);
     return FALSE;
   }
   zip_error_init (&zip_error);
@@ -81,34 +81,32 @@ open_archive (YoloseCheckpoint *ckpt, GError **error)
   code = zip_error_code_zip (&zip_error);
   if (code == ZIP_ER_NOZIP)
     g_set_error (error, YOLOSE_CHECKPOINT_ERROR,
-                 YOLOSE_CHECKPOINT_ERROR_NOT_ZIP, "%s: not a zip archive",
-                 ckpt->name);
+        YOLOSE_CHECKPOINT_ERROR_NOT_ZIP, "%s: not a zip archive", ckpt->name);
   else
     g_set_error (error, YOLOSE_CHECKPOINT_ERROR,
-                 YOLOSE_CHECKPOINT_ERROR_NOT_ZIP,
-                 "%s: unreadable zip archive (%s)", ckpt->name,
-                 zip_error_strerror (&zip_error));
+        YOLOSE_CHECKPOINT_ERROR_NOT_ZIP, "%s: unreadable zip archive (%s)",
+        ckpt->name, zip_error_strerror (&zip_error));
   zip_error_fini (&zip_error);
   return FALSE;
 }
 
 static gboolean
 locate_entry (YoloseCheckpoint *ckpt, const char *entry, zip_uint64_t *index,
-              zip_uint64_t *size, GError **error)
+    zip_uint64_t *size, GError **error)
 {
   zip_stat_t stat;
   zip_int64_t found = zip_name_locate (ckpt->zip, entry, 0);
 
   if (found < 0) {
     g_set_error (error, YOLOSE_CHECKPOINT_ERROR, YOLOSE_CHECKPOINT_ERROR_LAYOUT,
-                 "%s: no entry '%s' in the archive", ckpt->name, entry);
+        "%s: no entry '%s' in the archive", ckpt->name, entry);
     return FALSE;
   }
   zip_stat_init (&stat);
   if (zip_stat_index (ckpt->zip, (zip_uint64_t)found, 0, &stat) != 0
       || !(stat.valid & ZIP_STAT_SIZE)) {
     g_set_error (error, YOLOSE_CHECKPOINT_ERROR, YOLOSE_CHECKPOINT_ERROR_LAYOUT,
-                 "%s: cannot read the size of '%s'", ckpt->name, entry);
+        "%s: cannot read the size of '%s'", ckpt->name, entry);
     return FALSE;
   }
   *index = (zip_uint64_t)found;
@@ -120,7 +118,7 @@ locate_entry (YoloseCheckpoint *ckpt, const char *entry, zip_uint64_t *index,
  * the end, so a damaged entry is caught here. */
 static gboolean
 check_entry_end (YoloseCheckpoint *ckpt, zip_file_t *file, const char *entry,
-                 GError **error)
+    GError **error)
 {
   guint8 extra;
   zip_int64_t n = zip_fread (file, &extra, 1);
@@ -128,9 +126,8 @@ check_entry_end (YoloseCheckpoint *ckpt, zip_file_t *file, const char *entry,
   if (n == 0)
     return TRUE;
   g_set_error (error, YOLOSE_CHECKPOINT_ERROR, YOLOSE_CHECKPOINT_ERROR_LAYOUT,
-               "%s: reading '%s' failed (%s)", ckpt->name, entry,
-               n < 0 ? zip_file_strerror (file)
-                     : "entry longer than its declared size");
+      "%s: reading '%s' failed (%s)", ckpt->name, entry,
+      n < 0 ? zip_file_strerror (file) : "entry longer than its declared size");
   return FALSE;
 }
 
@@ -140,7 +137,7 @@ check_entry_end (YoloseCheckpoint *ckpt, zip_file_t *file, const char *entry,
  * is there.  The bytes are followed by a NUL. */
 static guint8 *
 read_entry (YoloseCheckpoint *ckpt, zip_uint64_t index, const char *entry,
-            gsize len, gboolean whole, GError **error)
+    gsize len, gboolean whole, GError **error)
 {
   zip_file_t *file = zip_fopen_index (ckpt->zip, index, 0);
   gsize cap = MIN (len, (gsize)1 << 20), got = 0;
@@ -148,8 +145,8 @@ read_entry (YoloseCheckpoint *ckpt, zip_uint64_t index, const char *entry,
 
   if (file == NULL) {
     g_set_error (error, YOLOSE_CHECKPOINT_ERROR, YOLOSE_CHECKPOINT_ERROR_LAYOUT,
-                 "%s: cannot open '%s' (%s)", ckpt->name, entry,
-                 zip_strerror (ckpt->zip));
+        "%s: cannot open '%s' (%s)", ckpt->name, entry,
+        zip_strerror (ckpt->zip));
     return NULL;
   }
   data = g_malloc (cap + 1);
@@ -162,10 +159,10 @@ read_entry (YoloseCheckpoint *ckpt, zip_uint64_t index, const char *entry,
     n = zip_fread (file, data + got, cap - got);
     if (n <= 0) {
       g_set_error (error, YOLOSE_CHECKPOINT_ERROR,
-                   YOLOSE_CHECKPOINT_ERROR_LAYOUT,
-                   "%s: reading '%s' failed (%s)", ckpt->name, entry,
-                   n < 0 ? zip_file_strerror (file)
-                         : "entry shorter than its declared size");
+          YOLOSE_CHECKPOINT_ERROR_LAYOUT, "%s: reading '%s' failed (%s)",
+          ckpt->name, entry,
+          n < 0 ? zip_file_strerror (file)
+                : "entry shorter than its declared size");
       g_clear_pointer (&data, g_free);
       break;
     }
@@ -182,7 +179,7 @@ read_entry (YoloseCheckpoint *ckpt, zip_uint64_t index, const char *entry,
 /* Whole small entry, NUL-terminated, at most @max_size bytes. */
 static guint8 *
 read_small_entry (YoloseCheckpoint *ckpt, const char *entry,
-                  zip_uint64_t max_size, gsize *len, GError **error)
+    zip_uint64_t max_size, gsize *len, GError **error)
 {
   zip_uint64_t index, size;
   guint8 *data;
@@ -191,9 +188,9 @@ read_small_entry (YoloseCheckpoint *ckpt, const char *entry,
     return NULL;
   if (size > max_size) {
     g_set_error (error, YOLOSE_CHECKPOINT_ERROR, YOLOSE_CHECKPOINT_ERROR_LAYOUT,
-                 "%s: '%s' has %" G_GUINT64_FORMAT
-                 " bytes, more than the limit of %" G_GUINT64_FORMAT,
-                 ckpt->name, entry, (guint64)size, (guint64)max_size);
+        "%s: '%s' has %" G_GUINT64_FORMAT
+        " bytes, more than the limit of %" G_GUINT64_FORMAT,
+        ckpt->name, entry, (guint64)size, (guint64)max_size);
     return NULL;
   }
   data = read_entry (ckpt, index, entry, (gsize)size, TRUE, error);
@@ -225,10 +222,10 @@ find_prefix (YoloseCheckpoint *ckpt, GError **error)
   if (found == 1)
     return TRUE;
   g_set_error (error, YOLOSE_CHECKPOINT_ERROR, YOLOSE_CHECKPOINT_ERROR_LAYOUT,
-               "%s: %s", ckpt->name,
-               found == 0 ? "no <folder>/data.pkl in the archive, not a "
-                            "PyTorch checkpoint"
-                          : "several <folder>/data.pkl in the archive");
+      "%s: %s", ckpt->name,
+      found == 0 ? "no <folder>/data.pkl in the archive, not a "
+                   "PyTorch checkpoint"
+                 : "several <folder>/data.pkl in the archive");
   return FALSE;
 }
 
@@ -244,15 +241,15 @@ check_byteorder (YoloseCheckpoint *ckpt, GError **error)
 
   if (zip_name_locate (ckpt->zip, entry, 0) >= 0) {
     order = (char *)read_small_entry (ckpt, entry, MAX_BYTEORDER_BYTES, &len,
-                                      error);
+        error);
     ok = order != NULL && strcmp (g_strchomp (order), "little") == 0;
     if (order != NULL && !ok) {
       char *printable = g_strescape (order, NULL);
       g_set_error (error, YOLOSE_CHECKPOINT_ERROR,
-                   YOLOSE_CHECKPOINT_ERROR_LAYOUT,
-                   "%s: storages are in '%s' byte order, only little-endian "
-                   "checkpoints are supported",
-                   ckpt->name, printable);
+          YOLOSE_CHECKPOINT_ERROR_LAYOUT,
+          "%s: storages are in '%s' byte order, only little-endian "
+          "checkpoints are supported",
+          ckpt->name, printable);
       g_free (printable);
     }
   }
@@ -273,8 +270,8 @@ load_pickle (YoloseCheckpoint *ckpt, GError **error)
     ckpt->pickle = yolose_pickle_parse (data, len, &pickle_error);
     if (ckpt->pickle == NULL)
       g_set_error (error, YOLOSE_CHECKPOINT_ERROR,
-                   YOLOSE_CHECKPOINT_ERROR_LAYOUT, "%s: %s: %s", ckpt->name,
-                   entry, pickle_error->message);
+          YOLOSE_CHECKPOINT_ERROR_LAYOUT, "%s: %s: %s", ckpt->name, entry,
+          pickle_error->message);
     g_clear_error (&pickle_error);
   }
   g_free (data);
@@ -312,7 +309,7 @@ yolose_checkpoint_open (const char *path, GError **error)
   if (!g_file_get_contents (path, &contents, &len, &file_error)) {
     /* GLib's message names the file already. */
     g_set_error_literal (error, YOLOSE_CHECKPOINT_ERROR,
-                         YOLOSE_CHECKPOINT_ERROR_OPEN, file_error->message);
+        YOLOSE_CHECKPOINT_ERROR_OPEN, file_error->message);
     g_error_free (file_error);
     return NULL;
   }
@@ -371,11 +368,11 @@ static gboolean
 is_float_dtype (YoloseDType dtype)
 {
   return dtype == YOLOSE_DTYPE_F16 || dtype == YOLOSE_DTYPE_BF16
-         || dtype == YOLOSE_DTYPE_F32 || dtype == YOLOSE_DTYPE_F64;
+      || dtype == YOLOSE_DTYPE_F32 || dtype == YOLOSE_DTYPE_F64;
 }
 
 static gboolean tensor_fail (YoloseCheckpoint *ckpt, GError **error,
-                             const char *format, ...) G_GNUC_PRINTF (3, 4);
+    const char *format, ...) G_GNUC_PRINTF (3, 4);
 
 static gboolean
 tensor_fail (YoloseCheckpoint *ckpt, GError **error, const char *format, ...)
@@ -387,29 +384,27 @@ tensor_fail (YoloseCheckpoint *ckpt, GError **error, const char *format, ...)
   cause = g_strdup_vprintf (format, args);
   va_end (args);
   g_set_error (error, YOLOSE_CHECKPOINT_ERROR, YOLOSE_CHECKPOINT_ERROR_TENSOR,
-               "%s: %s", ckpt->name, cause);
+      "%s: %s", ckpt->name, cause);
   g_free (cause);
   return FALSE;
 }
 
 static gboolean
 check_signs (YoloseCheckpoint *ckpt, const YolosePyValue *tensor,
-             GError **error)
+    GError **error)
 {
   const char *key = tensor->v.tensor.storage->v.storage.key;
 
   if (tensor->v.tensor.offset < 0)
-    return tensor_fail (
-        ckpt, error,
+    return tensor_fail (ckpt, error,
         "tensor on storage '%s' has negative offset %" G_GINT64_FORMAT, key,
         tensor->v.tensor.offset);
   for (int d = 0; d < tensor->v.tensor.ndim; d++)
     if (tensor->v.tensor.sizes[d] < 0 || tensor->v.tensor.strides[d] < 0)
       return tensor_fail (ckpt, error,
-                          "tensor on storage '%s' has size %" G_GINT64_FORMAT
-                          " and stride %" G_GINT64_FORMAT " in dimension %d",
-                          key, tensor->v.tensor.sizes[d],
-                          tensor->v.tensor.strides[d], d);
+          "tensor on storage '%s' has size %" G_GINT64_FORMAT
+          " and stride %" G_GINT64_FORMAT " in dimension %d",
+          key, tensor->v.tensor.sizes[d], tensor->v.tensor.strides[d], d);
   return TRUE;
 }
 
@@ -417,18 +412,18 @@ check_signs (YoloseCheckpoint *ckpt, const YolosePyValue *tensor,
  * offset + sum of (size - 1) * stride. */
 static gboolean
 max_storage_index (YoloseCheckpoint *ckpt, const YolosePyValue *tensor,
-                   gint64 *max_index, GError **error)
+    gint64 *max_index, GError **error)
 {
   gint64 index = tensor->v.tensor.offset;
   gint64 span;
 
   for (int d = 0; d < tensor->v.tensor.ndim; d++)
     if (!checked_mul (tensor->v.tensor.sizes[d] - 1,
-                      tensor->v.tensor.strides[d], &span)
+            tensor->v.tensor.strides[d], &span)
         || !checked_add (index, span, &index))
       return tensor_fail (ckpt, error,
-                          "tensor on storage '%s': offset and strides overflow",
-                          tensor->v.tensor.storage->v.storage.key);
+          "tensor on storage '%s': offset and strides overflow",
+          tensor->v.tensor.storage->v.storage.key);
   *max_index = index;
   return TRUE;
 }
@@ -437,40 +432,38 @@ max_storage_index (YoloseCheckpoint *ckpt, const YolosePyValue *tensor,
  * *max_index is -1 for an empty tensor. */
 static gboolean
 check_tensor (YoloseCheckpoint *ckpt, const YolosePyValue *tensor,
-              gint64 *numel, gint64 *max_index, GError **error)
+    gint64 *numel, gint64 *max_index, GError **error)
 {
   const YolosePyValue *storage;
 
   if (tensor == NULL || tensor->kind != YOLOSE_PY_TENSOR)
     return tensor_fail (ckpt, error, "value is a %s, not a tensor",
-                        tensor ? yolose_py_kind_name (tensor->kind) : "NULL");
+        tensor ? yolose_py_kind_name (tensor->kind) : "NULL");
   storage = tensor->v.tensor.storage;
   if (storage == NULL || storage->kind != YOLOSE_PY_STORAGE)
     return tensor_fail (ckpt, error, "tensor without a storage");
   if (!is_float_dtype (storage->v.storage.dtype))
-    return tensor_fail (
-        ckpt, error, "tensor on storage '%s' has dtype %s, not a floating type",
+    return tensor_fail (ckpt, error,
+        "tensor on storage '%s' has dtype %s, not a floating type",
         storage->v.storage.key, yolose_dtype_name (storage->v.storage.dtype));
   if (tensor->v.tensor.ndim < 0
       || tensor->v.tensor.ndim > YOLOSE_TENSOR_MAX_DIMS)
     return tensor_fail (ckpt, error, "tensor has %d dimensions",
-                        tensor->v.tensor.ndim);
+        tensor->v.tensor.ndim);
   if (!check_signs (ckpt, tensor, error))
     return FALSE;
   *numel = yolose_tensor_numel (tensor);
   if (*numel < 0 || *numel > MAX_TENSOR_ELEMENTS)
     return tensor_fail (ckpt, error,
-                        "tensor on storage '%s' has more than %" G_GINT64_FORMAT
-                        " elements",
-                        storage->v.storage.key, MAX_TENSOR_ELEMENTS);
+        "tensor on storage '%s' has more than %" G_GINT64_FORMAT " elements",
+        storage->v.storage.key, MAX_TENSOR_ELEMENTS);
   *max_index = -1;
   if (*numel == 0)
     return TRUE;
   if (!max_storage_index (ckpt, tensor, max_index, error))
     return FALSE;
   if (*max_index >= storage->v.storage.numel)
-    return tensor_fail (
-        ckpt, error,
+    return tensor_fail (ckpt, error,
         "tensor reaches element %" G_GINT64_FORMAT
         " of storage '%s', which has %" G_GINT64_FORMAT " elements",
         *max_index, storage->v.storage.key, storage->v.storage.numel);
@@ -481,7 +474,7 @@ check_tensor (YoloseCheckpoint *ckpt, const YolosePyValue *tensor,
  * storage it declares. */
 static guint8 *
 read_storage (YoloseCheckpoint *ckpt, const YolosePyValue *storage,
-              GError **error)
+    GError **error)
 {
   YoloseDType dtype = storage->v.storage.dtype;
   gint64 elem_size = (gint64)yolose_dtype_size (dtype);
@@ -496,25 +489,24 @@ read_storage (YoloseCheckpoint *ckpt, const YolosePyValue *storage,
   if (!checked_mul (storage->v.storage.numel, elem_size, &needed)
       || needed > MAX_STORAGE_BYTES) {
     tensor_fail (ckpt, error,
-                 "tensor storage '%s' declares %" G_GINT64_FORMAT
-                 " elements of %s, more than the limit of %" G_GINT64_FORMAT
-                 " bytes",
-                 entry, storage->v.storage.numel, yolose_dtype_name (dtype),
-                 MAX_STORAGE_BYTES);
+        "tensor storage '%s' declares %" G_GINT64_FORMAT
+        " elements of %s, more than the limit of %" G_GINT64_FORMAT " bytes",
+        entry, storage->v.storage.numel, yolose_dtype_name (dtype),
+        MAX_STORAGE_BYTES);
     goto out;
   }
   if (entry_size < (zip_uint64_t)needed) {
     tensor_fail (ckpt, error,
-                 "tensor storage '%s' has %" G_GUINT64_FORMAT
-                 " bytes, needs %" G_GINT64_FORMAT " (%" G_GINT64_FORMAT " %s)",
-                 entry, (guint64)entry_size, needed, storage->v.storage.numel,
-                 yolose_dtype_name (dtype));
+        "tensor storage '%s' has %" G_GUINT64_FORMAT
+        " bytes, needs %" G_GINT64_FORMAT " (%" G_GINT64_FORMAT " %s)",
+        entry, (guint64)entry_size, needed, storage->v.storage.numel,
+        yolose_dtype_name (dtype));
     goto out;
   }
   /* The whole storage, even for a view of part of it, so that the CRC is
    * checked; torch writes each entry at exactly its storage's size. */
   data = read_entry (ckpt, index, entry, (gsize)needed,
-                     entry_size == (zip_uint64_t)needed, error);
+      entry_size == (zip_uint64_t)needed, error);
 out:
   g_free (entry);
   return data;
@@ -583,7 +575,7 @@ load_element (const guint8 *raw, YoloseDType dtype, gint64 index)
  * storage index only ever moves within [offset, max_index]. */
 static void
 gather (const YolosePyValue *tensor, const guint8 *raw, gint64 numel,
-        float *out)
+    float *out)
 {
   YoloseDType dtype = tensor->v.tensor.storage->v.storage.dtype;
   int ndim = tensor->v.tensor.ndim;
@@ -608,7 +600,7 @@ gather (const YolosePyValue *tensor, const guint8 *raw, gint64 numel,
 
 float *
 yolose_checkpoint_tensor_f32 (YoloseCheckpoint *ckpt,
-                              const YolosePyValue *tensor, GError **error)
+    const YolosePyValue *tensor, GError **error)
 {
   gint64 numel = 0, max_index = -1;
   guint8 *raw = NULL;
@@ -624,8 +616,7 @@ yolose_checkpoint_tensor_f32 (YoloseCheckpoint *ckpt,
   out = g_try_new (float, MAX (numel, 1));
   if (out == NULL) {
     tensor_fail (ckpt, error,
-                 "out of memory for a tensor of %" G_GINT64_FORMAT " elements",
-                 numel);
+        "out of memory for a tensor of %" G_GINT64_FORMAT " elements", numel);
     goto out;
   }
   gather (tensor, raw, numel, out);

@@ -28,7 +28,7 @@ typedef struct _YoloseCheckpoint YoloseCheckpoint;
 YoloseCheckpoint *yolose_checkpoint_open (const char *path, GError **error);
 /* Same, from bytes in memory (the fuzzer's entry point); @data is copied. */
 YoloseCheckpoint *yolose_checkpoint_open_bytes (const guint8 *data, gsize len,
-                                                GError **error);
+    GError **error);
 void yolose_checkpoint_free (YoloseCheckpoint *ckpt);
 
 /* The unpickled data.pkl (for an upstream checkpoint: a dict with 'model',
@@ -50,8 +50,7 @@ gint64 yolose_tensor_numel (const YolosePyValue *tensor);
  * elements.  At most 2^28 elements per tensor.  Calls on one checkpoint are
  * serialised by a lock.  Free with g_free(). */
 float *yolose_checkpoint_tensor_f32 (YoloseCheckpoint *ckpt,
-                                     const YolosePyValue *tensor,
-                                     GError **error);
+    const YolosePyValue *tensor, GError **error);
 
 G_END_DECLS
 

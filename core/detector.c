@@ -11,11 +11,11 @@ struct _YoloseDetector {
   YoloseGraph *graph;
   YoloseModelInfo info;
   YolosePostprocess *post;
-  int threads;                  /* as configured: 0 = all cores */
-  YoloseLetterbox box;          /* geometry of the last frame size */
+  int threads;         /* as configured: 0 = all cores */
+  YoloseLetterbox box; /* geometry of the last frame size */
 };
 
-G_DEFINE_QUARK (yolose-error-quark, yolose_error)
+G_DEFINE_QUARK (yolose - error - quark, yolose_error)
 
 void
 yolose_config_init (YoloseConfig *config)
@@ -84,8 +84,9 @@ yolose_detector_new (const YoloseConfig *config, GError **error)
       &det->info, error);
   /* every weight is copied out at build time: the archive can go */
   yolose_checkpoint_free (ckpt);
-  if (det->graph == NULL || !yolose_graph_prepare (det->graph,
-          effective_threads (det->threads), error)) {
+  if (det->graph == NULL
+      || !yolose_graph_prepare (det->graph, effective_threads (det->threads),
+          error)) {
     prefix_with_path (error, config->model_path);
     yolose_detector_free (det);
     return NULL;
@@ -116,7 +117,7 @@ yolose_detector_get_num_classes (const YoloseDetector *det)
 const char *
 yolose_detector_get_class_name (const YoloseDetector *det, int id)
 {
-  if (id < 0 || (guint) id >= det->info.class_names->len)
+  if (id < 0 || (guint)id >= det->info.class_names->len)
     return NULL;
   return g_ptr_array_index (det->info.class_names, id);
 }
@@ -206,24 +207,23 @@ yolose_detector_describe (const YoloseDetector *det)
   GString *s = g_string_new (NULL);
   guint i;
 
-  g_string_append_printf (s, "%4s %18s %3s %10s  %-12s %s\n", "", "from",
-      "n", "params", "module", "arguments");
+  g_string_append_printf (s, "%4s %18s %3s %10s  %-12s %s\n", "", "from", "n",
+      "params", "module", "arguments");
   for (i = 0; i < det->info.layers->len; i++) {
-    YoloseLayerInfo *li = &g_array_index (det->info.layers, YoloseLayerInfo,
-        i);
-    g_string_append_printf (s, "%4u %18s %3d %10" G_GINT64_FORMAT
-        "  %-12s %s\n", i, li->from, li->repeats, li->params, li->module,
-        li->args);
+    YoloseLayerInfo *li = &g_array_index (det->info.layers, YoloseLayerInfo, i);
+    g_string_append_printf (s,
+        "%4u %18s %3d %10" G_GINT64_FORMAT "  %-12s %s\n", i, li->from,
+        li->repeats, li->params, li->module, li->args);
   }
-  g_string_append_printf (s, "%s: %u layers, %" G_GINT64_FORMAT
-      " parameters, %.1f GFLOPs at %dx%d\n",
+  g_string_append_printf (s,
+      "%s: %u layers, %" G_GINT64_FORMAT " parameters, %.1f GFLOPs at %dx%d\n",
       det->info.yaml_file ? det->info.yaml_file : "model",
       det->info.layers->len, det->info.params, det->info.gflops,
       det->graph->size, det->graph->size);
   g_string_append_printf (s, "%d classes:", det->graph->num_classes);
   for (i = 0; i < det->info.class_names->len; i++)
     g_string_append_printf (s, "%s %u=%s", i ? "," : "", i,
-        (const char *) g_ptr_array_index (det->info.class_names, i));
+        (const char *)g_ptr_array_index (det->info.class_names, i));
   g_string_append_printf (s, "\nkernels: %s\n", det->graph->kernels->name);
   return g_string_free (s, FALSE);
 }
@@ -237,13 +237,13 @@ yolose_detector_set_profiling (YoloseDetector *det, gboolean enable)
 int
 yolose_detector_get_num_layers (const YoloseDetector *det)
 {
-  return (int) det->info.layers->len;
+  return (int)det->info.layers->len;
 }
 
 const char *
 yolose_detector_get_layer_type (const YoloseDetector *det, int i)
 {
-  if (i < 0 || (guint) i >= det->info.layers->len)
+  if (i < 0 || (guint)i >= det->info.layers->len)
     return NULL;
   return g_array_index (det->info.layers, YoloseLayerInfo, i).module;
 }
@@ -259,6 +259,6 @@ yolose_detector_get_layer_ms (const YoloseDetector *det, int i)
 void
 yolose_detector_reset_profile (YoloseDetector *det)
 {
-  memset (det->graph->layer_ms, 0, sizeof (double) * MAX (det->graph->n_layers,
-          1));
+  memset (det->graph->layer_ms, 0,
+      sizeof (double) * MAX (det->graph->n_layers, 1));
 }

@@ -17,7 +17,7 @@
 
 #include "yolose.h"
 
-#define ARENA_ALIGN_FLOATS 16   /* 64 bytes: a cache line, an AVX-512 load */
+#define ARENA_ALIGN_FLOATS 16 /* 64 bytes: a cache line, an AVX-512 load */
 
 YoloseGraph *
 yolose_graph_new (int size, const YoloseKernels *kernels)
@@ -84,7 +84,7 @@ yolose_graph_add_value (YoloseGraph *graph, int c, int h, int w)
   value.w = w;
   value.parent = -1;
   g_array_append_val (graph->values, value);
-  return (int) graph->values->len - 1;
+  return (int)graph->values->len - 1;
 }
 
 static void
@@ -107,7 +107,7 @@ yolose_graph_add_op (YoloseGraph *graph, const YoloseOp *op)
   g_array_append_val (graph->ops, *op);
   if (op->layer + 1 > graph->n_layers)
     graph->n_layers = op->layer + 1;
-  return (int) graph->ops->len - 1;
+  return (int)graph->ops->len - 1;
 }
 
 static YoloseOp *
@@ -119,13 +119,13 @@ graph_op (YoloseGraph *graph, guint i)
 static gsize
 value_plane (const YoloseValue *value)
 {
-  return (gsize) value->h * value->w;
+  return (gsize)value->h * value->w;
 }
 
 static gsize
 value_floats (const YoloseValue *value)
 {
-  return (gsize) value->c * value_plane (value);
+  return (gsize)value->c * value_plane (value);
 }
 
 static int
@@ -147,8 +147,8 @@ place_concat_inputs (YoloseGraph *graph, YoloseOp *op)
     int id = op->u.concat.inputs[i];
     YoloseValue *value = yolose_graph_value (graph, id);
 
-    if (id != graph->input && value->parent < 0 && value_root (graph,
-            op->output) != id) {
+    if (id != graph->input && value->parent < 0
+        && value_root (graph, op->output) != id) {
       value->parent = op->output;
       value->channel_offset = offset;
     }
@@ -162,7 +162,7 @@ value_has_children (YoloseGraph *graph, int id)
   guint i;
 
   for (i = 0; i < graph->values->len; i++)
-    if (yolose_graph_value (graph, (int) i)->parent == id)
+    if (yolose_graph_value (graph, (int)i)->parent == id)
       return TRUE;
   return FALSE;
 }
@@ -182,7 +182,7 @@ place_in_place_se (YoloseGraph *graph, YoloseOp *op)
 
 typedef struct {
   int root;
-  int first, last;              /* op indices */
+  int first, last; /* op indices */
   gsize floats;
   gsize offset;
 } Lifetime;
@@ -204,8 +204,8 @@ extend_lifetime (Lifetime *lives, YoloseGraph *graph, int id, int op_index)
 static gint
 compare_by_size_desc (gconstpointer a, gconstpointer b)
 {
-  const Lifetime *la = *(const Lifetime * const *) a;
-  const Lifetime *lb = *(const Lifetime * const *) b;
+  const Lifetime *la = *(const Lifetime *const *)a;
+  const Lifetime *lb = *(const Lifetime *const *)b;
 
   if (la->floats != lb->floats)
     return la->floats > lb->floats ? -1 : 1;
@@ -235,8 +235,9 @@ assign_offsets (Lifetime **sorted, guint n)
       moved = FALSE;
       for (j = 0; j < i; j++) {
         Lifetime *other = sorted[j];
-        if (lives_overlap (life, other) && offset < other->offset
-            + other->floats && other->offset < offset + life->floats) {
+        if (lives_overlap (life, other)
+            && offset < other->offset + other->floats
+            && other->offset < offset + life->floats) {
           offset = other->offset + other->floats;
           moved = TRUE;
         }
@@ -263,7 +264,7 @@ plan_arena (YoloseGraph *graph, GError **error)
   gsize total;
 
   for (i = 0; i < n; i++) {
-    lives[i].root = (int) i;
+    lives[i].root = (int)i;
     lives[i].first = -1;
     lives[i].last = -1;
   }
@@ -271,22 +272,22 @@ plan_arena (YoloseGraph *graph, GError **error)
     YoloseOp *op = graph_op (graph, i);
     int k;
 
-    extend_lifetime (lives, graph, op->input, (int) i);
-    extend_lifetime (lives, graph, op->residual, (int) i);
-    extend_lifetime (lives, graph, op->output, (int) i);
+    extend_lifetime (lives, graph, op->input, (int)i);
+    extend_lifetime (lives, graph, op->residual, (int)i);
+    extend_lifetime (lives, graph, op->output, (int)i);
     if (op->kind == YOLOSE_OP_CONCAT)
       for (k = 0; k < op->u.concat.n_inputs; k++)
-        extend_lifetime (lives, graph, op->u.concat.inputs[k], (int) i);
+        extend_lifetime (lives, graph, op->u.concat.inputs[k], (int)i);
   }
   for (i = 0; i < n; i++) {
-    YoloseValue *value = yolose_graph_value (graph, (int) i);
-    if (value->parent < 0 && (int) i != graph->input && lives[i].first >= 0) {
+    YoloseValue *value = yolose_graph_value (graph, (int)i);
+    if (value->parent < 0 && (int)i != graph->input && lives[i].first >= 0) {
       lives[i].floats = round_up_floats (value_floats (value));
       g_ptr_array_add (owners, &lives[i]);
     }
   }
   g_ptr_array_sort (owners, compare_by_size_desc);
-  total = assign_offsets ((Lifetime **) owners->pdata, owners->len);
+  total = assign_offsets ((Lifetime **)owners->pdata, owners->len);
 
   graph->arena = g_try_new0 (float, MAX (total, 1));
   if (graph->arena == NULL) {
@@ -296,8 +297,8 @@ plan_arena (YoloseGraph *graph, GError **error)
   } else {
     for (i = 0; i < owners->len; i++) {
       Lifetime *life = owners->pdata[i];
-      yolose_graph_value (graph, life->root)->data = graph->arena
-          + life->offset;
+      yolose_graph_value (graph, life->root)->data
+          = graph->arena + life->offset;
     }
   }
   g_ptr_array_free (owners, TRUE);
@@ -314,7 +315,7 @@ resolve_data (YoloseGraph *graph, int id)
 
   if (value->data == NULL && value->parent >= 0)
     value->data = resolve_data (graph, value->parent)
-        + (gsize) value->channel_offset * value_plane (value);
+        + (gsize)value->channel_offset * value_plane (value);
   return value->data;
 }
 
@@ -337,12 +338,12 @@ prepare_kernels (YoloseGraph *graph, int threads, GError **error)
             "out of memory packing the weights of layer %d", op->layer);
         return FALSE;
       }
-      scratch = MAX (scratch, k->conv_scratch_size (&op->u.conv.desc, in->h,
-              in->w, threads));
+      scratch = MAX (scratch,
+          k->conv_scratch_size (&op->u.conv.desc, in->h, in->w, threads));
     } else if (op->kind == YOLOSE_OP_SQUEEZE_EXCITE) {
       in = yolose_graph_value (graph, op->input);
-      scratch = MAX (scratch, (gsize) (in->c + op->u.se.hidden)
-          * sizeof (float));
+      scratch
+          = MAX (scratch, (gsize)(in->c + op->u.se.hidden) * sizeof (float));
     }
   }
   graph->scratch_bytes = scratch;
@@ -369,8 +370,8 @@ yolose_graph_prepare (YoloseGraph *graph, int threads, GError **error)
       place_in_place_se (graph, graph_op (graph, i));
 
   input->data = g_try_new0 (float, value_floats (input));
-  graph->output = g_try_new0 (float, graph->output_rows
-      * (gsize) (5 + graph->num_classes));
+  graph->output
+      = g_try_new0 (float, graph->output_rows *(gsize)(5 + graph->num_classes));
   graph->layer_ms = g_new0 (double, MAX (graph->n_layers, 1));
   if (input->data == NULL || graph->output == NULL) {
     g_set_error (error, YOLOSE_ERROR, YOLOSE_ERROR_CONFIG,
@@ -380,7 +381,7 @@ yolose_graph_prepare (YoloseGraph *graph, int threads, GError **error)
   if (!plan_arena (graph, error))
     return FALSE;
   for (i = 0; i < graph->values->len; i++)
-    resolve_data (graph, (int) i);
+    resolve_data (graph, (int)i);
   return prepare_kernels (graph, threads, error);
 }
 
@@ -423,22 +424,22 @@ run_detect (YoloseGraph *graph, const YoloseOp *op, int threads)
 
   graph->kernels->sigmoid (in->data, value_floats (in), threads);
   for (a = 0; a < na; a++) {
-    const float *src = in->data + (gsize) a * no * plane;
+    const float *src = in->data + (gsize)a * no * plane;
     float *rows = graph->output + (op->u.detect.first_row + a * plane) * no;
-    float aw = op->u.detect.anchors[2 * a], ah = op->u.detect.anchors[2 * a
-        + 1];
+    float aw = op->u.detect.anchors[2 * a],
+          ah = op->u.detect.anchors[2 * a + 1];
     int y;
 
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (y = 0; y < in->h; y++) {
       int x, k;
       for (x = 0; x < in->w; x++) {
-        gsize p = (gsize) y * in->w + x;
+        gsize p = (gsize)y * in->w + x;
         float *row = rows + p * no;
         for (k = 0; k < no; k++)
-          row[k] = src[(gsize) k * plane + p];
-        row[0] = (row[0] * 2.0f - 0.5f + (float) x) * stride;
-        row[1] = (row[1] * 2.0f - 0.5f + (float) y) * stride;
+          row[k] = src[(gsize)k * plane + p];
+        row[0] = (row[0] * 2.0f - 0.5f + (float)x) * stride;
+        row[1] = (row[1] * 2.0f - 0.5f + (float)y) * stride;
         row[2] = (row[2] * 2.0f) * (row[2] * 2.0f) * aw;
         row[3] = (row[3] * 2.0f) * (row[3] * 2.0f) * ah;
       }
@@ -476,8 +477,9 @@ run_op (YoloseGraph *graph, const YoloseOp *op, int threads)
       in = tensor_of (graph, op->input);
       out = tensor_of (graph, op->output);
       if (out.data != in.data)
-        memcpy (out.data, in.data, value_floats (yolose_graph_value (graph,
-                    op->input)) * sizeof (float));
+        memcpy (out.data, in.data,
+            value_floats (yolose_graph_value (graph, op->input))
+                * sizeof (float));
       k->squeeze_excite (&out, op->u.se.w1, op->u.se.w2, op->u.se.hidden,
           graph->scratch, threads);
       break;

@@ -18,20 +18,20 @@ typedef enum {
   YOLOSE_OP_CONV,
   YOLOSE_OP_MAXPOOL,
   YOLOSE_OP_UPSAMPLE,
-  YOLOSE_OP_SQUEEZE_EXCITE,     /* in place on its input's storage */
-  YOLOSE_OP_CONCAT,             /* copies only inputs not already in place */
-  YOLOSE_OP_DETECT,             /* one level of Detect: sigmoid + decode */
+  YOLOSE_OP_SQUEEZE_EXCITE, /* in place on its input's storage */
+  YOLOSE_OP_CONCAT,         /* copies only inputs not already in place */
+  YOLOSE_OP_DETECT,         /* one level of Detect: sigmoid + decode */
 } YoloseOpKind;
 
 typedef struct {
   YoloseOpKind kind;
-  int layer;                    /* yaml row it belongs to (profiling) */
-  int input;                    /* value ids; -1 when unused */
+  int layer; /* yaml row it belongs to (profiling) */
+  int input; /* value ids; -1 when unused */
   int residual;
   int output;
   union {
     struct {
-      YoloseConvDesc desc;      /* weight/bias point at the owned copies */
+      YoloseConvDesc desc; /* weight/bias point at the owned copies */
       float *weight, *bias;
       void *packed;
     } conv;
@@ -51,35 +51,35 @@ typedef struct {
     } concat;
     struct {
       int level;
-      gsize first_row;          /* where this level starts in the output */
+      gsize first_row; /* where this level starts in the output */
       float stride;
-      float anchors[2 * 16];    /* na x (w, h), in input pixels */
+      float anchors[2 * 16]; /* na x (w, h), in input pixels */
     } detect;
   } u;
 } YoloseOp;
 
 typedef struct {
   int c, h, w;
-  int parent;                   /* value whose slice this is, or -1 */
-  int channel_offset;           /* within parent */
+  int parent;         /* value whose slice this is, or -1 */
+  int channel_offset; /* within parent */
   int n_consumers;
-  float *data;                  /* set by yolose_graph_prepare */
+  float *data; /* set by yolose_graph_prepare */
 } YoloseValue;
 
 typedef struct {
-  GArray *values;               /* YoloseValue */
-  GArray *ops;                  /* YoloseOp */
-  int input;                    /* the 3 x S x S input value */
-  int size;                     /* S */
+  GArray *values; /* YoloseValue */
+  GArray *ops;    /* YoloseOp */
+  int input;      /* the 3 x S x S input value */
+  int size;       /* S */
   int num_classes, num_anchors;
   gsize output_rows;
-  float *output;                /* rows x (5 + nc) */
+  float *output; /* rows x (5 + nc) */
   const YoloseKernels *kernels;
-  float *arena;                 /* all values that own storage */
+  float *arena; /* all values that own storage */
   void *scratch;
   gsize scratch_bytes;
   int n_layers;
-  double *layer_ms;             /* profiling, n_layers entries */
+  double *layer_ms; /* profiling, n_layers entries */
   gboolean profiling;
 } YoloseGraph;
 
@@ -97,8 +97,7 @@ yolose_graph_value (YoloseGraph *graph, int id)
 
 /* Places values in concat slices, packs weights, allocates every buffer and
  * the scratch once.  After this, forward allocates nothing. */
-gboolean yolose_graph_prepare (YoloseGraph *graph, int threads,
-    GError **error);
+gboolean yolose_graph_prepare (YoloseGraph *graph, int threads, GError **error);
 void yolose_graph_forward (YoloseGraph *graph, int threads);
 
 G_END_DECLS

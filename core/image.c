@@ -5,7 +5,7 @@
 
 void
 yolose_image_init_rgb (YoloseImage *image, const guint8 *rgb, int width,
-                       int height, int stride)
+    int height, int stride)
 {
   memset (image, 0, sizeof *image);
   image->layout = YOLOSE_IMAGE_PACKED_RGB;

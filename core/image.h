@@ -36,11 +36,11 @@ typedef struct {
   YoloseImageLayout layout;
   int width, height;
   const guint8 *planes[3];
-  int strides[3];               /* bytes per row of each plane */
-  int r_offset, g_offset, b_offset, pixel_stride;       /* PACKED_RGB */
-  int y_offset, u_offset, v_offset;     /* SEMIPLANAR, 422_PACKED */
-  YoloseYuvMatrix matrix;       /* YUV layouts */
-  gboolean full_range;          /* YUV: 0..255 instead of 16..235/240 */
+  int strides[3]; /* bytes per row of each plane */
+  int r_offset, g_offset, b_offset, pixel_stride; /* PACKED_RGB */
+  int y_offset, u_offset, v_offset;               /* SEMIPLANAR, 422_PACKED */
+  YoloseYuvMatrix matrix;                         /* YUV layouts */
+  gboolean full_range; /* YUV: 0..255 instead of 16..235/240 */
 } YoloseImage;
 
 /* Fills @image for a tightly packed 3-byte RGB picture (the common case for

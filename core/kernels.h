@@ -26,17 +26,17 @@ typedef struct {
 
 typedef enum {
   YOLOSE_ACT_NONE,
-  YOLOSE_ACT_SILU,              /* x * sigmoid(x) */
+  YOLOSE_ACT_SILU, /* x * sigmoid(x) */
 } YoloseActivation;
 
 /* A convolution with BatchNorm already folded in (weight, bias). */
 typedef struct {
   int in_channels, out_channels;
-  int kernel;                   /* square kernel k x k */
+  int kernel; /* square kernel k x k */
   int stride, pad, groups;
   YoloseActivation act;
-  const float *weight;          /* [out][in/groups][k][k] */
-  const float *bias;            /* [out] */
+  const float *weight; /* [out][in/groups][k][k] */
+  const float *bias;   /* [out] */
 } YoloseConvDesc;
 
 static inline int
@@ -48,7 +48,7 @@ yolose_conv_out_dim (int in, int kernel, int stride, int pad)
 typedef struct _YoloseKernels YoloseKernels;
 
 struct _YoloseKernels {
-  const char *name;             /* "generic", "avx2" */
+  const char *name; /* "generic", "avx2" */
 
   /* Repacks the weights once at load into whatever layout conv2d wants.
    * The returned block is owned by the caller (conv_packed_free).  It may
@@ -83,8 +83,8 @@ struct _YoloseKernels {
    * s = sigmoid(w2 . relu(w1 . z)); x[c] *= s[c].
    * @w1 is [hidden][c], @w2 is [c][hidden] (torch Linear, no bias).
    * @scratch holds at least c + hidden floats. */
-  void (*squeeze_excite) (YoloseTensor *inout, const float *w1,
-      const float *w2, int hidden, float *scratch, int threads);
+  void (*squeeze_excite) (YoloseTensor *inout, const float *w1, const float *w2,
+      int hidden, float *scratch, int threads);
 
   /* x[i] = 1 / (1 + exp(-x[i])) for n values, in place. */
   void (*sigmoid) (float *x, size_t n, int threads);
@@ -94,8 +94,8 @@ struct _YoloseKernels {
 GQuark yolose_kernels_error_quark (void);
 
 typedef enum {
-  YOLOSE_KERNELS_ERROR_UNKNOWN,         /* no table has that name */
-  YOLOSE_KERNELS_ERROR_UNAVAILABLE,     /* not in this build or on this CPU */
+  YOLOSE_KERNELS_ERROR_UNKNOWN,     /* no table has that name */
+  YOLOSE_KERNELS_ERROR_UNAVAILABLE, /* not in this build or on this CPU */
 } YoloseKernelsError;
 
 const YoloseKernels *yolose_kernels_generic (void);

@@ -141,7 +141,7 @@ source_row (const YoloseImage *image, YoloseImageLayout layout, int y)
  * own switch-free copy. */
 static inline __attribute__ ((always_inline)) void
 fetch_bgr (const YoloseImage *image, YoloseImageLayout layout,
-           const YuvCoeffs *k, const SourceRow *row, int x, int bgr[3])
+    const YuvCoeffs *k, const SourceRow *row, int x, int bgr[3])
 {
   const guint8 *p;
 
@@ -165,7 +165,7 @@ fetch_bgr (const YoloseImage *image, YoloseImageLayout layout,
     case YOLOSE_IMAGE_YUV422_PACKED:
       p = row->p[0] + (ptrdiff_t)(x / 2) * 4;
       yuv_to_bgr (k, p[image->y_offset + (x & 1) * 2], p[image->u_offset],
-                  p[image->v_offset], bgr);
+          p[image->v_offset], bgr);
       break;
   }
 }
@@ -249,11 +249,11 @@ store_bgr (const FillJob *job, int x, int y, const int bgr[3])
 /* Output columns [x0, x0 + count) of resized row @dy. */
 static inline __attribute__ ((always_inline)) void
 resample_span_as (const FillJob *job, YoloseImageLayout layout, const Tap *cols,
-                  int x0, int count, int dy)
+    int x0, int count, int dy)
 {
   const YoloseLetterbox *box = job->box;
   Tap row_tap = linear_tap (dy, inverse_ratio (box->src_h, box->resized_h),
-                            box->src_h, FALSE);
+      box->src_h, FALSE);
   SourceRow r0 = source_row (job->image, layout, row_tap.src0);
   SourceRow r1 = source_row (job->image, layout, row_tap.src1);
 
@@ -277,7 +277,7 @@ resample_span_as (const FillJob *job, YoloseImageLayout layout, const Tap *cols,
 /* Same size: upstream skips cv::resize, so pixels are copied. */
 static inline __attribute__ ((always_inline)) void
 copy_span_as (const FillJob *job, YoloseImageLayout layout, int x0, int count,
-              int dy)
+    int dy)
 {
   SourceRow row = source_row (job->image, layout, dy);
 
@@ -304,7 +304,7 @@ resample_span (const FillJob *job, const Tap *cols, int x0, int count, int dy)
       break;
     case YOLOSE_IMAGE_YUV420_SEMIPLANAR:
       resample_span_as (job, YOLOSE_IMAGE_YUV420_SEMIPLANAR, cols, x0, count,
-                        dy);
+          dy);
       break;
     case YOLOSE_IMAGE_YUV422_PACKED:
       resample_span_as (job, YOLOSE_IMAGE_YUV422_PACKED, cols, x0, count, dy);
@@ -379,7 +379,7 @@ image_matches (const YoloseImage *image, const YoloseLetterbox *box)
 
 void
 yolose_letterbox_fill (const YoloseImage *image, const YoloseLetterbox *box,
-                       float *dst, int threads)
+    float *dst, int threads)
 {
   gsize plane_size;
   float level[256];

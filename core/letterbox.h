@@ -14,9 +14,9 @@
 G_BEGIN_DECLS
 
 typedef struct {
-  int size;                     /* S, the network's square input */
+  int size; /* S, the network's square input */
   int src_w, src_h;
-  double scale;                 /* r */
+  double scale; /* r */
   int resized_w, resized_h;
   int left, top;
 } YoloseLetterbox;

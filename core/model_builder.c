@@ -24,16 +24,20 @@ typedef struct {
   YoloseGraph *graph;
   YoloseModelInfo *info;
   GError **error;
-  int layer;                    /* yaml row being built */
+  int layer; /* yaml row being built */
   const char *module_name;
-  gint64 params;                /* of the current row */
+  gint64 params; /* of the current row */
   double flops;
   double width, depth;
   int nc, na;
-  int no;                       /* parse_model's na * (nc + 5) */
+  int no; /* parse_model's na * (nc + 5) */
 } Builder;
 
-static gboolean G_GNUC_PRINTF (2, 3)
+static gboolean fail (Builder *b, const char *format, ...) G_GNUC_PRINTF (2, 3);
+static gboolean unsupported (Builder *b, const char *format, ...)
+    G_GNUC_PRINTF (2, 3);
+
+static gboolean
 fail (Builder *b, const char *format, ...)
 {
   va_list ap;
@@ -52,7 +56,7 @@ fail (Builder *b, const char *format, ...)
   return FALSE;
 }
 
-static gboolean G_GNUC_PRINTF (2, 3)
+static gboolean
 unsupported (Builder *b, const char *format, ...)
 {
   va_list ap;
@@ -89,8 +93,7 @@ shape_string (const gint64 *sizes, int ndim)
   int i;
 
   for (i = 0; i < ndim; i++)
-    g_string_append_printf (s, "%s%" G_GINT64_FORMAT, i ? ", " : "",
-        sizes[i]);
+    g_string_append_printf (s, "%s%" G_GINT64_FORMAT, i ? ", " : "", sizes[i]);
   g_string_append_c (s, ']');
   return g_string_free (s, FALSE);
 }
@@ -124,8 +127,8 @@ read_param (Builder *b, const YolosePyValue *module, const char *what,
   if (!same) {
     char *got = shape_string (t->v.tensor.sizes, t->v.tensor.ndim);
     char *exp = shape_string (want, ndim);
-    fail (b, "tensor %s.%s has shape %s, the yaml implies %s", what, name,
-        got, exp);
+    fail (b, "tensor %s.%s has shape %s, the yaml implies %s", what, name, got,
+        exp);
     g_free (got);
     g_free (exp);
     return NULL;
@@ -149,14 +152,15 @@ check_int_pair (Builder *b, const YolosePyValue *conv2d, const char *attr,
   gsize i;
 
   if (v == NULL)
-    return TRUE;                /* older pickles may lack it: the yaml rules */
+    return TRUE; /* older pickles may lack it: the yaml rules */
   for (i = 0; i < MAX (yolose_py_len (v), 1); i++) {
     const YolosePyValue *item = yolose_py_len (v) ? yolose_py_item (v, i) : v;
     if (!yolose_py_get_int (item, &x))
-      return TRUE;              /* e.g. padding='same' strings: shapes decide */
+      return TRUE; /* e.g. padding='same' strings: shapes decide */
     if (x != expected)
-      return unsupported (b, "Conv2d %s is %" G_GINT64_FORMAT
-          ", the yaml implies %d", attr, x, expected);
+      return unsupported (b,
+          "Conv2d %s is %" G_GINT64_FORMAT ", the yaml implies %d", attr, x,
+          expected);
   }
   return TRUE;
 }
@@ -168,13 +172,15 @@ conv_activation (Builder *b, const YolosePyValue *conv, gboolean *ok)
 
   *ok = TRUE;
   if (act == NULL || act->kind != YOLOSE_PY_OBJECT)
-    return YOLOSE_ACT_SILU;     /* upstream's default_act */
+    return YOLOSE_ACT_SILU; /* upstream's default_act */
   if (g_strcmp0 (act->v.object.name, "SiLU") == 0)
     return YOLOSE_ACT_SILU;
   if (g_strcmp0 (act->v.object.name, "Identity") == 0)
     return YOLOSE_ACT_NONE;
-  *ok = unsupported (b, "activation %s.%s is not supported (SiLU or "
-      "Identity)", act->v.object.module, act->v.object.name);
+  *ok = unsupported (b,
+      "activation %s.%s is not supported (SiLU or "
+      "Identity)",
+      act->v.object.module, act->v.object.name);
   return YOLOSE_ACT_NONE;
 }
 
@@ -195,18 +201,18 @@ fold_batchnorm (Builder *b, const YolosePyValue *bn, int c2, gsize per_out,
     return fail (b, "BatchNorm2d eps is not a number");
   if (!(eps >= 0 && eps < 1))
     return fail (b, "BatchNorm2d eps %g is out of range", eps);
-  gamma = read_param (b, bn, "bn", "weight", 1, (gint64) c2);
+  gamma = read_param (b, bn, "bn", "weight", 1, (gint64)c2);
   if (gamma)
-    beta = read_param (b, bn, "bn", "bias", 1, (gint64) c2);
+    beta = read_param (b, bn, "bn", "bias", 1, (gint64)c2);
   if (beta)
-    mean = read_param (b, bn, "bn", "running_mean", 1, (gint64) c2);
+    mean = read_param (b, bn, "bn", "running_mean", 1, (gint64)c2);
   if (mean)
-    var = read_param (b, bn, "bn", "running_var", 1, (gint64) c2);
+    var = read_param (b, bn, "bn", "running_var", 1, (gint64)c2);
   if (var) {
     /* running statistics are buffers, not parameters */
-    b->params -= 2 * (gint64) c2;
+    b->params -= 2 * (gint64)c2;
     for (o = 0; o < c2; o++) {
-      float denom = sqrtf (var[o] + (float) eps);
+      float denom = sqrtf (var[o] + (float)eps);
       float scale = gamma[o] / denom;
       gsize i;
       if (!(denom > 0.0f))
@@ -215,8 +221,11 @@ fold_batchnorm (Builder *b, const YolosePyValue *bn, int c2, gsize per_out,
         weight[o * per_out + i] *= scale;
       bias[o] = bias[o] * scale + (beta[o] - gamma[o] * mean[o] / denom);
     }
-    ok = o == c2 || fail (b, "BatchNorm2d running_var of channel %d is "
-        "negative", o);
+    ok = o == c2
+        || fail (b,
+            "BatchNorm2d running_var of channel %d is "
+            "negative",
+            o);
   }
   g_free (gamma);
   g_free (beta);
@@ -233,10 +242,11 @@ static gboolean
 map_size_valid (Builder *b, gint64 c, gint64 h, gint64 w)
 {
   if (c < 1 || c > MAX_CHANNELS || h > b->graph->size || w > b->graph->size)
-    return unsupported (b, "a feature map of %" G_GINT64_FORMAT " channels, "
+    return unsupported (b,
+        "a feature map of %" G_GINT64_FORMAT " channels, "
         "%" G_GINT64_FORMAT "x%" G_GINT64_FORMAT ", for a %dx%d input (at "
-        "most %d channels, and no larger than the input)", c, h, w,
-        b->graph->size, b->graph->size, MAX_CHANNELS);
+        "most %d channels, and no larger than the input)",
+        c, h, w, b->graph->size, b->graph->size, MAX_CHANNELS);
   return TRUE;
 }
 
@@ -250,8 +260,10 @@ conv_args_valid (Builder *b, int c1, const ConvArgs *a)
   if (a->c2 < 1 || a->c2 > MAX_CHANNELS || a->k < 1 || a->k > MAX_KERNEL
       || a->s < 1 || a->s > MAX_KERNEL || a->p < 0 || a->p > MAX_KERNEL
       || a->g < 1 || c1 % a->g || a->c2 % a->g)
-    return unsupported (b, "convolution c1=%d c2=%d k=%d s=%d p=%d g=%d is "
-        "not supported", c1, a->c2, a->k, a->s, a->p, a->g);
+    return unsupported (b,
+        "convolution c1=%d c2=%d k=%d s=%d p=%d g=%d is "
+        "not supported",
+        c1, a->c2, a->k, a->s, a->p, a->g);
   return TRUE;
 }
 
@@ -274,8 +286,9 @@ add_conv (Builder *b, const YolosePyValue *conv_module, const char *what,
   oh = yolose_conv_out_dim (iv->h, a->k, a->s, a->p);
   ow = yolose_conv_out_dim (iv->w, a->k, a->s, a->p);
   if (oh < 1 || ow < 1)
-    return fail (b, "%s: a %dx%d kernel does not fit a %dx%d feature map",
-        what, a->k, a->k, iv->h, iv->w), -1;
+    return fail (b, "%s: a %dx%d kernel does not fit a %dx%d feature map", what,
+               a->k, a->k, iv->h, iv->w),
+           -1;
   if (!map_size_valid (b, a->c2, oh, ow))
     return -1;
   conv2d = child (b, conv_module, "conv");
@@ -290,18 +303,19 @@ add_conv (Builder *b, const YolosePyValue *conv_module, const char *what,
   if (!ok)
     return -1;
 
-  per_out = (gsize) (c1 / a->g) * a->k * a->k;
-  weight = read_param (b, conv2d, what, "weight", 4, (gint64) a->c2,
-      (gint64) (c1 / a->g), (gint64) a->k, (gint64) a->k);
+  per_out = (gsize)(c1 / a->g) * a->k * a->k;
+  weight = read_param (b, conv2d, what, "weight", 4, (gint64)a->c2,
+      (gint64)(c1 / a->g), (gint64)a->k, (gint64)a->k);
   if (weight == NULL)
     return -1;
   if (yolose_py_attr (conv2d, "bias") != NULL
       && yolose_py_attr (conv2d, "bias")->kind == YOLOSE_PY_TENSOR)
-    bias = read_param (b, conv2d, what, "bias", 1, (gint64) a->c2);
+    bias = read_param (b, conv2d, what, "bias", 1, (gint64)a->c2);
   else
     bias = g_new0 (float, a->c2);
   bn = yolose_py_attr (conv_module, "bn");
-  if (bias == NULL || (bn != NULL && bn->kind == YOLOSE_PY_OBJECT
+  if (bias == NULL
+      || (bn != NULL && bn->kind == YOLOSE_PY_OBJECT
           && !fold_batchnorm (b, bn, a->c2, per_out, weight, bias))) {
     g_free (weight);
     g_free (bias);
@@ -316,16 +330,16 @@ add_conv (Builder *b, const YolosePyValue *conv_module, const char *what,
   op.output = out;
   op.u.conv.weight = weight;
   op.u.conv.bias = bias;
-  op.u.conv.desc = (YoloseConvDesc) {
-  c1, a->c2, a->k, a->s, a->p, a->g, op.u.conv.desc.act, weight, bias};
+  op.u.conv.desc = (YoloseConvDesc){ c1, a->c2, a->k, a->s, a->p, a->g,
+    op.u.conv.desc.act, weight, bias };
   yolose_graph_add_op (b->graph, &op);
-  b->flops += 2.0 * (double) per_out * a->c2 * oh * ow;
+  b->flops += 2.0 * (double)per_out * a->c2 * oh * ow;
   return out;
 }
 
 static int
-add_conv_1x1 (Builder *b, const YolosePyValue *parent, const char *name,
-    int in, int c2)
+add_conv_1x1 (Builder *b, const YolosePyValue *parent, const char *name, int in,
+    int c2)
 {
   const YolosePyValue *m = child (b, parent, name);
   ConvArgs a = { c2, 1, 1, 0, 1 };
@@ -345,12 +359,13 @@ add_concat (Builder *b, const int *inputs, int n)
     YoloseValue *v = yolose_graph_value (b->graph, inputs[i]);
     if (v->h != h || v->w != w)
       return fail (b, "Concat of %dx%d and %dx%d feature maps", h, w, v->h,
-          v->w), -1;
+                 v->w),
+             -1;
     c += v->c;
   }
   if (!map_size_valid (b, c, h, w))
     return -1;
-  out = yolose_graph_add_value (b->graph, (int) c, h, w);
+  out = yolose_graph_add_value (b->graph, (int)c, h, w);
   op.kind = YOLOSE_OP_CONCAT;
   op.layer = b->layer;
   op.input = -1;
@@ -370,16 +385,22 @@ add_maxpool (Builder *b, int in, int k)
   int out;
 
   if (k < 1 || k % 2 == 0)
-    return unsupported (b, "max pooling kernel %d is even: with padding "
-        "k/2 it changes the feature map's size, which upstream cannot build "
-        "either (the seed's 'SPPF [512, 512]' means kernel 512; the working "
-        "form is 'SPPF [1024, 5]')", k), -1;
+    return unsupported (b,
+               "max pooling kernel %d is even: with padding "
+               "k/2 it changes the feature map's size, which upstream cannot "
+               "build "
+               "either (the seed's 'SPPF [512, 512]' means kernel 512; the "
+               "working "
+               "form is 'SPPF [1024, 5]')",
+               k),
+           -1;
   /* A kernel wider than the map is fine (torch pools a 2x2 map with k=5 at
    * input size 64): with padding k/2 every window still holds a real value.
    * Bounded, or a file could ask for billions of comparisons per pixel. */
   if (k > MAX_KERNEL)
     return unsupported (b, "max pooling kernel %d is larger than %d", k,
-        MAX_KERNEL), -1;
+               MAX_KERNEL),
+           -1;
   out = yolose_graph_add_value (b->graph, iv->c, iv->h, iv->w);
   op.kind = YOLOSE_OP_MAXPOOL;
   op.layer = b->layer;
@@ -409,7 +430,7 @@ arg_int (const YolosePyValue *args, gsize i, gint64 fallback, gint64 *out)
   if (yolose_py_get_int (v, out))
     return TRUE;
   if (yolose_py_get_number (v, &d) && d == floor (d) && fabs (d) < 1e9) {
-    *out = (gint64) d;
+    *out = (gint64)d;
     return TRUE;
   }
   return FALSE;
@@ -435,15 +456,15 @@ arg_bool (const YolosePyValue *args, gsize i, gboolean fallback)
 static int
 make_divisible (double x)
 {
-  return (int) ceil (x / 8.0) * 8;
+  return (int)ceil (x / 8.0) * 8;
 }
 
 static int
 scaled_channels (Builder *b, gint64 c2)
 {
   if (c2 == b->no)
-    return (int) c2;
-  return make_divisible ((double) c2 * b->width);
+    return (int)c2;
+  return make_divisible ((double)c2 * b->width);
 }
 
 static gboolean
@@ -469,14 +490,14 @@ build_conv_row (Builder *b, const YolosePyValue *m, const YolosePyValue *args,
   if (!out_channels_arg (b, args, &a.c2))
     return -1;
   if (!arg_int (args, 1, 1, &k) || !arg_int (args, 2, 1, &s)
-      || !arg_int (args, 3, k / 2, &p) || !arg_int (args, 4, 1, &g)
-      || k < 1 || k > MAX_KERNEL || s < 1 || s > MAX_KERNEL || p < 0
-      || p > MAX_KERNEL || g < 1 || g > MAX_CHANNELS)
+      || !arg_int (args, 3, k / 2, &p) || !arg_int (args, 4, 1, &g) || k < 1
+      || k > MAX_KERNEL || s < 1 || s > MAX_KERNEL || p < 0 || p > MAX_KERNEL
+      || g < 1 || g > MAX_CHANNELS)
     return fail (b, "Conv arguments must be [c2, k, s, p, g]"), -1;
-  a.k = (int) k;
-  a.s = (int) s;
-  a.p = (int) p;
-  a.g = (int) g;
+  a.k = (int)k;
+  a.s = (int)s;
+  a.p = (int)p;
+  a.g = (int)g;
   return add_conv (b, m, "Conv", in, &a, -1);
 }
 
@@ -485,7 +506,7 @@ build_bottleneck (Builder *b, const YolosePyValue *m, int in, int c2,
     gboolean shortcut, int g, double e)
 {
   int c1 = yolose_graph_value (b->graph, in)->c;
-  int c_ = (int) (c2 * e);
+  int c_ = (int)(c2 * e);
   const YolosePyValue *cv2 = child (b, m, "cv2");
   const YolosePyValue *add_v = yolose_py_attr (m, "add");
   gboolean add = shortcut && c1 == c2;
@@ -493,9 +514,11 @@ build_bottleneck (Builder *b, const YolosePyValue *m, int in, int c2,
   int hidden;
 
   if (add_v != NULL && add_v->kind == YOLOSE_PY_BOOL && add_v->v.boolean != add)
-    return fail (b, "Bottleneck shortcut is %s in the checkpoint, the yaml "
-        "implies %s", add_v->v.boolean ? "on" : "off", add ? "on" : "off"),
-        -1;
+    return fail (b,
+               "Bottleneck shortcut is %s in the checkpoint, the yaml "
+               "implies %s",
+               add_v->v.boolean ? "on" : "off", add ? "on" : "off"),
+           -1;
   if (cv2 == NULL)
     return -1;
   hidden = add_conv_1x1 (b, m, "cv1", in, c_);
@@ -505,8 +528,8 @@ build_bottleneck (Builder *b, const YolosePyValue *m, int in, int c2,
 }
 
 static int
-build_c3 (Builder *b, const YolosePyValue *m, const YolosePyValue *args,
-    int in, int n)
+build_c3 (Builder *b, const YolosePyValue *m, const YolosePyValue *args, int in,
+    int n)
 {
   int c2, c_, x, branch, i, parts[2];
   char extra[16];
@@ -518,21 +541,24 @@ build_c3 (Builder *b, const YolosePyValue *m, const YolosePyValue *args,
     return -1;
   if (!arg_int (args, 2, 1, &g) || g < 1 || g > MAX_CHANNELS)
     return fail (b, "C3 groups must be a positive integer"), -1;
-  c_ = (int) (c2 * 0.5);
+  c_ = (int)(c2 * 0.5);
   x = add_conv_1x1 (b, m, "cv1", in, c_);
   for (i = 0; i < n && x >= 0; i++) {
     char key[16];
     const YolosePyValue *bott;
     g_snprintf (key, sizeof key, "%d", i);
     bott = child (b, seq, key);
-    x = bott ? build_bottleneck (b, bott, x, c_, shortcut, (int) g, 1.0) : -1;
+    x = bott ? build_bottleneck (b, bott, x, c_, shortcut, (int)g, 1.0) : -1;
   }
   if (x < 0)
     return -1;
   g_snprintf (extra, sizeof extra, "%d", n);
   if (yolose_py_attr (seq, extra) != NULL)
-    return fail (b, "the checkpoint has more than the %d bottlenecks the "
-        "yaml implies", n), -1;
+    return fail (b,
+               "the checkpoint has more than the %d bottlenecks the "
+               "yaml implies",
+               n),
+           -1;
   branch = add_conv_1x1 (b, m, "cv2", in, c_);
   if (branch < 0)
     return -1;
@@ -555,7 +581,7 @@ build_sppf (Builder *b, const YolosePyValue *m, const YolosePyValue *args,
     return fail (b, "SPPF's pooling kernel must be an integer"), -1;
   parts[0] = add_conv_1x1 (b, m, "cv1", in, c1 / 2);
   for (i = 1; i < 4 && parts[i - 1] >= 0; i++)
-    parts[i] = add_maxpool (b, parts[i - 1], (int) k);
+    parts[i] = add_maxpool (b, parts[i - 1], (int)k);
   if (parts[i - 1] < 0)
     return -1;
   i = add_concat (b, parts, 4);
@@ -578,10 +604,11 @@ build_spp (Builder *b, const YolosePyValue *m, const YolosePyValue *args,
   parts[0] = x = add_conv_1x1 (b, m, "cv1", in, c1 / 2);
   for (i = 0; i < nk && x >= 0; i++) {
     gint64 k = default_k[i % 3];
-    if (ks != NULL && (!yolose_py_get_int (yolose_py_item (ks, i), &k) || k < 1
+    if (ks != NULL
+        && (!yolose_py_get_int (yolose_py_item (ks, i), &k) || k < 1
             || k > G_MAXINT))
       return fail (b, "SPP kernels must be integers"), -1;
-    parts[n++] = x = add_maxpool (b, parts[0], (int) k);
+    parts[n++] = x = add_maxpool (b, parts[0], (int)k);
   }
   if (x < 0)
     return -1;
@@ -605,13 +632,17 @@ build_selayer (Builder *b, const YolosePyValue *m, const YolosePyValue *args,
   if (!arg_int (args, 1, 16, &ratio) || ratio < 1 || ratio > c1)
     return fail (b, "SElayer's reduction ratio must be 1..%d", c1), -1;
   if (c2 != c1)
-    return unsupported (b, "SElayer with %d input and %d output channels "
-        "(the seed's SElayer keeps the channels)", c1, c2), -1;
-  hidden = c1 / (int) ratio;
-  op.u.se.w1 = read_param (b, l1, "l1", "weight", 2, (gint64) hidden,
-      (gint64) c1);
-  op.u.se.w2 = op.u.se.w1 ? read_param (b, l2, "l2", "weight", 2,
-      (gint64) c1, (gint64) hidden) : NULL;
+    return unsupported (b,
+               "SElayer with %d input and %d output channels "
+               "(the seed's SElayer keeps the channels)",
+               c1, c2),
+           -1;
+  hidden = c1 / (int)ratio;
+  op.u.se.w1
+      = read_param (b, l1, "l1", "weight", 2, (gint64)hidden, (gint64)c1);
+  op.u.se.w2 = op.u.se.w1
+      ? read_param (b, l2, "l2", "weight", 2, (gint64)c1, (gint64)hidden)
+      : NULL;
   if (op.u.se.w2 == NULL) {
     g_free (op.u.se.w1);
     return -1;
@@ -640,21 +671,21 @@ build_upsample (Builder *b, const YolosePyValue *args, int in)
   if (!arg_int (args, 0, 0, &size) || size != 0)
     return unsupported (b, "Upsample to a fixed size is not supported"), -1;
   if (!arg_int (args, 1, 1, &scale) || scale < 1 || scale > 16)
-    return unsupported (b, "Upsample needs an integer scale factor 1..16"),
-        -1;
+    return unsupported (b, "Upsample needs an integer scale factor 1..16"), -1;
   if (mode != NULL && g_strcmp0 (yolose_py_get_string (mode), "nearest"))
     return unsupported (b, "Upsample mode '%s' (only 'nearest')",
-        yolose_py_get_string (mode) ? yolose_py_get_string (mode) : "?"), -1;
+               yolose_py_get_string (mode) ? yolose_py_get_string (mode) : "?"),
+           -1;
   if (!map_size_valid (b, iv->c, iv->h * scale, iv->w * scale))
     return -1;
-  out = yolose_graph_add_value (b->graph, iv->c, iv->h * (int) scale,
-      iv->w * (int) scale);
+  out = yolose_graph_add_value (b->graph, iv->c, iv->h * (int)scale,
+      iv->w * (int)scale);
   op.kind = YOLOSE_OP_UPSAMPLE;
   op.layer = b->layer;
   op.input = in;
   op.residual = -1;
   op.output = out;
-  op.u.upsample.scale = (int) scale;
+  op.u.upsample.scale = (int)scale;
   yolose_graph_add_op (b->graph, &op);
   return out;
 }
@@ -667,12 +698,12 @@ static gboolean
 read_detect_geometry (Builder *b, const YolosePyValue *m, int nl,
     float **anchors, float **strides)
 {
-  *strides = read_param (b, m, "Detect", "stride", 1, (gint64) nl);
+  *strides = read_param (b, m, "Detect", "stride", 1, (gint64)nl);
   if (*strides == NULL)
     return FALSE;
-  *anchors = read_param (b, m, "Detect", "anchors", 3, (gint64) nl,
-      (gint64) b->na, (gint64) 2);
-  b->params -= nl + (gint64) nl * b->na * 2;    /* buffers, not parameters */
+  *anchors = read_param (b, m, "Detect", "anchors", 3, (gint64)nl,
+      (gint64)b->na, (gint64)2);
+  b->params -= nl + (gint64)nl * b->na * 2; /* buffers, not parameters */
   if (*anchors == NULL) {
     g_free (*strides);
     return FALSE;
@@ -696,15 +727,17 @@ add_detect_level (Builder *b, const YolosePyValue *convs, int level, int in,
   conv = child (b, convs, key);
   if (conv == NULL)
     return FALSE;
-  if ((double) iv->h * stride != b->graph->size
-      || (double) iv->w * stride != b->graph->size)
-    return unsupported (b, "Detect level %d has stride %g but its feature map "
-        "is %dx%d for a %d input", level, stride, iv->h, iv->w,
-        b->graph->size);
-  conv_op.u.conv.weight = read_param (b, conv, "m", "weight", 4,
-      (gint64) b->no, (gint64) iv->c, (gint64) 1, (gint64) 1);
-  conv_op.u.conv.bias = conv_op.u.conv.weight ? read_param (b, conv, "m",
-      "bias", 1, (gint64) b->no) : NULL;
+  if ((double)iv->h * stride != b->graph->size
+      || (double)iv->w * stride != b->graph->size)
+    return unsupported (b,
+        "Detect level %d has stride %g but its feature map "
+        "is %dx%d for a %d input",
+        level, stride, iv->h, iv->w, b->graph->size);
+  conv_op.u.conv.weight = read_param (b, conv, "m", "weight", 4, (gint64)b->no,
+      (gint64)iv->c, (gint64)1, (gint64)1);
+  conv_op.u.conv.bias = conv_op.u.conv.weight
+      ? read_param (b, conv, "m", "bias", 1, (gint64)b->no)
+      : NULL;
   if (conv_op.u.conv.bias == NULL) {
     g_free (conv_op.u.conv.weight);
     return FALSE;
@@ -714,9 +747,8 @@ add_detect_level (Builder *b, const YolosePyValue *convs, int level, int in,
   conv_op.input = in;
   conv_op.residual = -1;
   conv_op.output = yolose_graph_add_value (b->graph, b->no, iv->h, iv->w);
-  conv_op.u.conv.desc = (YoloseConvDesc) {
-  iv->c, b->no, 1, 1, 0, 1, YOLOSE_ACT_NONE, conv_op.u.conv.weight,
-        conv_op.u.conv.bias};
+  conv_op.u.conv.desc = (YoloseConvDesc){ iv->c, b->no, 1, 1, 0, 1,
+    YOLOSE_ACT_NONE, conv_op.u.conv.weight, conv_op.u.conv.bias };
   yolose_graph_add_op (b->graph, &conv_op);
   b->flops += 2.0 * iv->c * b->no * iv->h * iv->w;
 
@@ -750,17 +782,17 @@ build_detect (Builder *b, const YolosePyValue *m, const int *inputs, int nl)
   if (convs == NULL)
     return FALSE;
   if (nc_v != NULL && (!yolose_py_get_int (nc_v, &nc) || nc != b->nc))
-    return fail (b, "Detect has %" G_GINT64_FORMAT " classes, the yaml %d",
-        nc, b->nc);
+    return fail (b, "Detect has %" G_GINT64_FORMAT " classes, the yaml %d", nc,
+        b->nc);
   if (!read_detect_geometry (b, m, nl, &anchors, &strides))
     return FALSE;
   for (level = 0; level < nl && ok; level++) {
     /* Read first: add_detect_level's new values may move the array. */
     YoloseValue *iv = yolose_graph_value (b->graph, inputs[level]);
-    gsize level_rows = (gsize) b->na * iv->h * iv->w;
+    gsize level_rows = (gsize)b->na * iv->h * iv->w;
 
     ok = add_detect_level (b, convs, level, inputs[level], strides[level],
-        anchors + (gsize) level * b->na * 2, rows);
+        anchors + (gsize)level * b->na * 2, rows);
     rows += level_rows;
   }
   b->graph->output_rows = rows;
@@ -783,19 +815,18 @@ parse_from (Builder *b, const YolosePyValue *f, int n_outputs, FromList *out)
 
   if (n < 1 || n > G_N_ELEMENTS (out->from))
     return fail (b, "'from' must be an index or a list of 1..16 indices");
-  out->n_from = (int) n;
+  out->n_from = (int)n;
   for (i = 0; i < n; i++) {
     gint64 idx;
-    const YolosePyValue *item = f->kind == YOLOSE_PY_INT ? f
-        : yolose_py_item (f, i);
+    const YolosePyValue *item
+        = f->kind == YOLOSE_PY_INT ? f : yolose_py_item (f, i);
     if (!yolose_py_get_int (item, &idx))
       return fail (b, "'from' entries must be integers");
     if (idx < 0)
-      idx += b->layer;          /* -1 is the previous layer */
+      idx += b->layer; /* -1 is the previous layer */
     if (idx < -1 || idx >= n_outputs)
-      return fail (b, "'from' index %" G_GINT64_FORMAT " is out of range",
-          idx);
-    out->from[i] = (int) idx;
+      return fail (b, "'from' index %" G_GINT64_FORMAT " is out of range", idx);
+    out->from[i] = (int)idx;
   }
   return TRUE;
 }
@@ -846,8 +877,8 @@ read_names (Builder *b, const YolosePyValue *model, YoloseModelInfo *info)
 
   for (i = 0; i < b->nc; i++) {
     const char *name = NULL;
-    if (names && (names->kind == YOLOSE_PY_LIST
-            || names->kind == YOLOSE_PY_TUPLE))
+    if (names
+        && (names->kind == YOLOSE_PY_LIST || names->kind == YOLOSE_PY_TUPLE))
       name = yolose_py_get_string (yolose_py_item (names, i));
     else if (names && names->kind == YOLOSE_PY_DICT) {
       gsize k;
@@ -857,8 +888,8 @@ read_names (Builder *b, const YolosePyValue *model, YoloseModelInfo *info)
           name = yolose_py_get_string (names->v.dict.values[k]);
       }
     }
-    g_ptr_array_add (info->class_names, name ? g_strdup (name)
-        : g_strdup_printf ("class%d", i));
+    g_ptr_array_add (info->class_names,
+        name ? g_strdup (name) : g_strdup_printf ("class%d", i));
   }
   return TRUE;
 }
@@ -913,8 +944,7 @@ record_layer (Builder *b, const YolosePyValue *row, const char *module, int n)
 
 static int
 build_row (Builder *b, const YolosePyValue *module, const char *type,
-    const YolosePyValue *args, const FromList *from, const int *outputs,
-    int n)
+    const YolosePyValue *args, const FromList *from, const int *outputs, int n)
 {
   int in = from->from[0] < 0 ? b->graph->input : outputs[from->from[0]];
   int ins[16], i;
@@ -925,7 +955,7 @@ build_row (Builder *b, const YolosePyValue *module, const char *type,
     ins[i] = from->from[i] < 0 ? b->graph->input : outputs[from->from[i]];
   if (n != 1 && strcmp (type, "C3"))
     return unsupported (b, "%s repeated %d times (only C3 repeats)", type, n),
-        -1;
+           -1;
 
   if (strcmp (type, "Conv") == 0)
     return build_conv_row (b, module, args, in);
@@ -947,8 +977,11 @@ build_row (Builder *b, const YolosePyValue *module, const char *type,
     return build_upsample (b, args, in);
   if (strcmp (type, "Detect") == 0)
     return build_detect (b, module, ins, from->n_from) ? 0 : -1;
-  return unsupported (b, "module '%s' is not supported (yolose runs Conv, "
-      "C3, SPPF, SPP, SElayer, Concat, nn.Upsample and Detect)", type), -1;
+  return unsupported (b,
+             "module '%s' is not supported (yolose runs Conv, "
+             "C3, SPPF, SPP, SElayer, Concat, nn.Upsample and Detect)",
+             type),
+         -1;
 }
 
 static gboolean
@@ -966,7 +999,7 @@ build_rows (Builder *b, const YolosePyValue *layers, const YolosePyValue *rows)
     gint64 n;
     FromList from = { 0 };
 
-    b->layer = (int) i;
+    b->layer = (int)i;
     b->params = 0;
     b->module_name = NULL;
     type = yolose_py_get_string (yolose_py_item (row, 2));
@@ -983,21 +1016,21 @@ build_rows (Builder *b, const YolosePyValue *layers, const YolosePyValue *rows)
       break;
     }
     if (n > 1)
-      n = MAX ((gint64) nearbyint (n * b->depth), 1);
-    g_snprintf (key, sizeof key, "%d", (int) i);
+      n = MAX ((gint64)nearbyint (n * b->depth), 1);
+    g_snprintf (key, sizeof key, "%d", (int)i);
     module = yolose_py_attr (layers, key);
     if (module == NULL || module->kind != YOLOSE_PY_OBJECT) {
-      ok = fail (b, "the checkpoint has no module model.%d", (int) i);
+      ok = fail (b, "the checkpoint has no module model.%d", (int)i);
       break;
     }
-    ok = parse_from (b, yolose_py_item (row, 0), (int) i, &from);
+    ok = parse_from (b, yolose_py_item (row, 0), (int)i, &from);
     if (ok) {
-      outputs[i] = build_row (b, module, type, args, &from, outputs, (int) n);
+      outputs[i] = build_row (b, module, type, args, &from, outputs, (int)n);
       ok = outputs[i] >= 0;
       have_detect = strcmp (type, "Detect") == 0;
     }
     if (ok)
-      record_layer (b, row, type, (int) n);
+      record_layer (b, row, type, (int)n);
   }
   if (ok && !have_detect) {
     b->layer = -1;
@@ -1025,16 +1058,16 @@ read_yaml (Builder *b, const YolosePyValue *model, const YolosePyValue **rows)
     return FALSE;
   anchors = yolose_py_dict_get (yaml, "anchors");
   if (anchors && anchors->kind == YOLOSE_PY_LIST)
-    b->na = (int) yolose_py_len (yolose_py_item (anchors, 0)) / 2;
+    b->na = (int)yolose_py_len (yolose_py_item (anchors, 0)) / 2;
   else if (!anchors || !yolose_py_get_int (anchors, &nc))
     return fail (b, "the model's yaml has no valid 'anchors'");
   else
-    b->na = (int) nc;
+    b->na = (int)nc;
   yolose_py_get_int (yolose_py_dict_get (yaml, "nc"), &nc);
   if (b->na < 1 || b->na > 16)
     return fail (b, "the model has %d anchors per level (1..16)", b->na);
-  b->nc = (int) nc;
-  b->no = b->na * ((int) nc + 5);
+  b->nc = (int)nc;
+  b->no = b->na * ((int)nc + 5);
   backbone = yolose_py_dict_get (yaml, "backbone");
   head = yolose_py_dict_get (yaml, "head");
   if (yolose_py_len (backbone) < 1 || yolose_py_len (head) < 1
@@ -1059,7 +1092,7 @@ free_rows (const YolosePyValue *rows)
 {
   if (rows) {
     g_free (rows->v.seq.items);
-    g_free ((gpointer) rows);
+    g_free ((gpointer)rows);
   }
 }
 
@@ -1124,7 +1157,7 @@ yolose_model_build (YoloseCheckpoint *ckpt, int size,
   b.graph->num_classes = b.nc;
   b.graph->num_anchors = b.na;
   info->gflops = b.flops / 1e9;
-  info->yaml_file = g_strdup (yolose_py_get_string (yolose_py_attr (model,
-              "yaml_file")));
+  info->yaml_file
+      = g_strdup (yolose_py_get_string (yolose_py_attr (model, "yaml_file")));
   return b.graph;
 }

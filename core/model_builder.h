@@ -16,19 +16,19 @@
 G_BEGIN_DECLS
 
 typedef struct {
-  char *module;                 /* "Conv", "C3", "SElayer", ... */
-  char *from;                   /* "-1", "[-1, 6]" */
-  int repeats;                  /* n after depth_multiple */
+  char *module; /* "Conv", "C3", "SElayer", ... */
+  char *from;   /* "-1", "[-1, 6]" */
+  int repeats;  /* n after depth_multiple */
   gint64 params;
-  char *args;                   /* the module's arguments after parse */
+  char *args; /* the module's arguments after parse */
 } YoloseLayerInfo;
 
 typedef struct {
-  GPtrArray *class_names;       /* char *, nc entries */
-  GArray *layers;               /* YoloseLayerInfo */
+  GPtrArray *class_names; /* char *, nc entries */
+  GArray *layers;         /* YoloseLayerInfo */
   gint64 params;
-  double gflops;                /* at the built input size */
-  char *yaml_file;              /* the checkpoint's yaml_file, if any */
+  double gflops;   /* at the built input size */
+  char *yaml_file; /* the checkpoint's yaml_file, if any */
 } YoloseModelInfo;
 
 void yolose_model_info_clear (YoloseModelInfo *info);

@@ -227,23 +227,23 @@ opcode_name (guint8 op)
 }
 
 static gboolean fail (Unpickler *u, YolosePickleError code, const char *format,
-                      ...) G_GNUC_PRINTF (3, 4);
+    ...) G_GNUC_PRINTF (3, 4);
 
 static YolosePyValue *fail_value (Unpickler *u, YolosePickleError code,
-                                  const char *format, ...) G_GNUC_PRINTF (3, 4);
+    const char *format, ...) G_GNUC_PRINTF (3, 4);
 
 static void set_error (Unpickler *u, YolosePickleError code, const char *format,
-                       va_list args) G_GNUC_PRINTF (3, 0);
+    va_list args) G_GNUC_PRINTF (3, 0);
 
 static void
 set_error (Unpickler *u, YolosePickleError code, const char *format,
-           va_list args)
+    va_list args)
 {
   char *cause = g_strdup_vprintf (format, args);
 
   g_set_error (u->error, YOLOSE_PICKLE_ERROR, code,
-               "%s (opcode 0x%02x %s at offset %" G_GSIZE_FORMAT ")", cause,
-               u->op, opcode_name (u->op), u->op_offset);
+      "%s (opcode 0x%02x %s at offset %" G_GSIZE_FORMAT ")", cause, u->op,
+      opcode_name (u->op), u->op_offset);
   g_free (cause);
 }
 
@@ -345,7 +345,7 @@ new_value (Unpickler *u, YolosePyKind kind)
 
   if (doc->n_values >= MAX_VALUES) {
     fail (u, YOLOSE_PICKLE_ERROR_LIMIT,
-          "pickle has more than %" G_GSIZE_FORMAT " values", MAX_VALUES);
+        "pickle has more than %" G_GSIZE_FORMAT " values", MAX_VALUES);
     return NULL;
   }
   if (doc->cells_used_in_last_block == CELLS_PER_BLOCK) {
@@ -361,7 +361,7 @@ new_value (Unpickler *u, YolosePyKind kind)
 
 static YolosePyValue *
 singleton (Unpickler *u, YolosePyValue **slot, YolosePyKind kind,
-           gboolean boolean)
+    gboolean boolean)
 {
   if (*slot == NULL) {
     *slot = new_value (u, kind);
@@ -377,8 +377,8 @@ reserve_items (Unpickler *u, gsize count)
 {
   if (count > MAX_ITEMS - u->doc->n_items)
     return fail (u, YOLOSE_PICKLE_ERROR_LIMIT,
-                 "pickle containers hold more than %" G_GSIZE_FORMAT " items",
-                 MAX_ITEMS);
+        "pickle containers hold more than %" G_GSIZE_FORMAT " items",
+        MAX_ITEMS);
   u->doc->n_items += count;
   return TRUE;
 }
@@ -388,8 +388,8 @@ reserve_text (Unpickler *u, gsize len)
 {
   if (len > MAX_TEXT_BYTES - u->doc->text_bytes)
     return fail (u, YOLOSE_PICKLE_ERROR_LIMIT,
-                 "pickle strings total more than %" G_GSIZE_FORMAT " bytes",
-                 MAX_TEXT_BYTES);
+        "pickle strings total more than %" G_GSIZE_FORMAT " bytes",
+        MAX_TEXT_BYTES);
   u->doc->text_bytes += len;
   return TRUE;
 }
@@ -411,14 +411,14 @@ grow_pointers (YolosePyValue ***array, gsize *cap, gsize needed)
 
 static gboolean
 seq_append_many (Unpickler *u, YolosePyValue *seq, YolosePyValue **items,
-                 gsize count)
+    gsize count)
 {
   if (!reserve_items (u, count))
     return FALSE;
   grow_pointers (&seq->v.seq.items, &seq->v.seq.cap, seq->v.seq.len + count);
   if (count > 0)
     memcpy (seq->v.seq.items + seq->v.seq.len, items,
-            count * sizeof (YolosePyValue *));
+        count * sizeof (YolosePyValue *));
   seq->v.seq.len += count;
   return TRUE;
 }
@@ -443,8 +443,7 @@ new_text (Unpickler *u, YolosePyKind kind, const guint8 *bytes, gsize len)
   if (kind == YOLOSE_PY_STRING
       && !g_utf8_validate_len ((const char *)bytes, len, NULL))
     return fail_value (u, YOLOSE_PICKLE_ERROR_MALFORMED,
-                       "string of %" G_GSIZE_FORMAT " bytes is not valid UTF-8",
-                       len);
+        "string of %" G_GSIZE_FORMAT " bytes is not valid UTF-8", len);
   value = new_value (u, kind);
   if (value == NULL)
     return NULL;
@@ -464,7 +463,7 @@ static gboolean
 key_is_hashable (const YolosePyValue *key)
 {
   return key->kind == YOLOSE_PY_STRING || key->kind == YOLOSE_PY_BYTES
-         || key->kind == YOLOSE_PY_INT;
+      || key->kind == YOLOSE_PY_INT;
 }
 
 static guint
@@ -498,7 +497,7 @@ key_equal (gconstpointer a_data, gconstpointer b_data)
   if (a->kind == YOLOSE_PY_INT)
     return a->v.integer == b->v.integer;
   return a->v.str.len == b->v.str.len
-         && memcmp (a->v.str.data, b->v.str.data, a->v.str.len) == 0;
+      && memcmp (a->v.str.data, b->v.str.data, a->v.str.len) == 0;
 }
 
 static void
@@ -510,7 +509,7 @@ dict_build_index (PyCell *cell)
   for (gsize i = 0; i < dict->v.dict.len; i++)
     if (key_is_hashable (dict->v.dict.keys[i]))
       g_hash_table_insert (cell->dict_index, dict->v.dict.keys[i],
-                           GSIZE_TO_POINTER (i + 1));
+          GSIZE_TO_POINTER (i + 1));
 }
 
 /* Position of @key in @cell's dict, or -1. */
@@ -546,7 +545,7 @@ charge_dict_work (Unpickler *u, PyCell *cell, const YolosePyValue *key)
   u->dict_work += 1 + key_bytes * compares;
   if (u->dict_work > MAX_DICT_WORK)
     return fail (u, YOLOSE_PICKLE_ERROR_LIMIT,
-                 "pickle dict updates exceed the work limit");
+        "pickle dict updates exceed the work limit");
   return TRUE;
 }
 
@@ -554,7 +553,7 @@ charge_dict_work (Unpickler *u, PyCell *cell, const YolosePyValue *key)
  * new value. */
 static gboolean
 dict_set (Unpickler *u, YolosePyValue *dict, YolosePyValue *key,
-          YolosePyValue *value)
+    YolosePyValue *value)
 {
   PyCell *cell = (PyCell *)dict;
   gsize len = dict->v.dict.len;
@@ -584,13 +583,12 @@ dict_set (Unpickler *u, YolosePyValue *dict, YolosePyValue *key,
 
 static gboolean
 dict_set_pairs (Unpickler *u, YolosePyValue *dict, YolosePyValue **pairs,
-                gsize count)
+    gsize count)
 {
   if (count % 2 != 0)
     return fail (u, YOLOSE_PICKLE_ERROR_MALFORMED,
-                 "odd number of stack items (%" G_GSIZE_FORMAT
-                 ") for key/value pairs",
-                 count);
+        "odd number of stack items (%" G_GSIZE_FORMAT ") for key/value pairs",
+        count);
   for (gsize i = 0; i < count; i += 2)
     if (!dict_set (u, dict, pairs[i], pairs[i + 1]))
       return FALSE;
@@ -605,9 +603,9 @@ take (Unpickler *u, guint64 count, const guint8 **out)
   *out = NULL;
   if (count > u->len - u->pos)
     return fail (u, YOLOSE_PICKLE_ERROR_TRUNCATED,
-                 "pickle truncated: needs %" G_GUINT64_FORMAT
-                 " bytes, %" G_GSIZE_FORMAT " left",
-                 count, u->len - u->pos);
+        "pickle truncated: needs %" G_GUINT64_FORMAT " bytes, %" G_GSIZE_FORMAT
+        " left",
+        count, u->len - u->pos);
   *out = u->data + u->pos;
   u->pos += count;
   return TRUE;
@@ -636,7 +634,7 @@ take_line (Unpickler *u, const guint8 **line, gsize *len)
 
   if (newline == NULL)
     return fail (u, YOLOSE_PICKLE_ERROR_TRUNCATED,
-                 "pickle truncated: line without newline");
+        "pickle truncated: line without newline");
   *line = start;
   *len = (gsize)(newline - start);
   u->pos += *len + 1;
@@ -658,7 +656,7 @@ push (Unpickler *u, YolosePyValue *value)
     return FALSE; /* its constructor has set the error */
   if (u->stack->len >= MAX_STACK)
     return fail (u, YOLOSE_PICKLE_ERROR_LIMIT,
-                 "pickle stack deeper than %" G_GSIZE_FORMAT, MAX_STACK);
+        "pickle stack deeper than %" G_GSIZE_FORMAT, MAX_STACK);
   g_ptr_array_add (u->stack, value);
   return TRUE;
 }
@@ -729,8 +727,8 @@ op_binint (Unpickler *u, guint size, gboolean is_signed)
   if (!take_uint_le (u, size, &raw))
     return FALSE;
   if (is_signed) /* BININT: 32-bit two's complement */
-    return push_int (u, raw >= 0x80000000u ? (gint64)raw - 0x100000000
-                                           : (gint64)raw);
+    return push_int (u,
+        raw >= 0x80000000u ? (gint64)raw - 0x100000000 : (gint64)raw);
   return push_int (u, (gint64)raw);
 }
 
@@ -744,9 +742,8 @@ op_long (Unpickler *u, guint len_size)
     return FALSE;
   if (nbytes > MAX_LONG_BYTES)
     return fail (u, YOLOSE_PICKLE_ERROR_LIMIT,
-                 "integer of %" G_GUINT64_FORMAT
-                 " bytes does not fit in 64 bits",
-                 nbytes);
+        "integer of %" G_GUINT64_FORMAT " bytes does not fit in 64 bits",
+        nbytes);
   if (nbytes == 0)
     return push_int (u, 0);
   if (!take_uint_le (u, (guint)nbytes, &raw))
@@ -754,8 +751,8 @@ op_long (Unpickler *u, guint len_size)
   if (nbytes < 8 && (raw >> (8 * nbytes - 1)) & 1)
     raw |= G_MAXUINT64 << (8 * nbytes); /* sign-extend */
   /* Two's complement to signed without implementation-defined casts. */
-  return push_int (u, raw > (guint64)G_MAXINT64 ? -(gint64)(~raw) - 1
-                                                : (gint64)raw);
+  return push_int (u,
+      raw > (guint64)G_MAXINT64 ? -(gint64)(~raw) - 1 : (gint64)raw);
 }
 
 static gboolean
@@ -795,9 +792,8 @@ op_proto (Unpickler *u)
     return FALSE;
   if (version < 2 || version > 5)
     return fail (u, YOLOSE_PICKLE_ERROR_UNSUPPORTED_OPCODE,
-                 "pickle protocol %" G_GUINT64_FORMAT
-                 " is not supported (2 to 5 are)",
-                 version);
+        "pickle protocol %" G_GUINT64_FORMAT " is not supported (2 to 5 are)",
+        version);
   return TRUE;
 }
 
@@ -811,9 +807,9 @@ op_frame (Unpickler *u)
     return FALSE;
   if (frame_len > u->len - u->pos)
     return fail (u, YOLOSE_PICKLE_ERROR_TRUNCATED,
-                 "pickle truncated: frame of %" G_GUINT64_FORMAT
-                 " bytes, %" G_GSIZE_FORMAT " left",
-                 frame_len, u->len - u->pos);
+        "pickle truncated: frame of %" G_GUINT64_FORMAT
+        " bytes, %" G_GSIZE_FORMAT " left",
+        frame_len, u->len - u->pos);
   return TRUE;
 }
 
@@ -869,8 +865,7 @@ expect_kind (Unpickler *u, const YolosePyValue *target, YolosePyKind kind)
 {
   if (target->kind != kind)
     return fail (u, YOLOSE_PICKLE_ERROR_MALFORMED, "target is a %s, not a %s",
-                 yolose_py_kind_name (target->kind),
-                 yolose_py_kind_name (kind));
+        yolose_py_kind_name (target->kind), yolose_py_kind_name (kind));
   return TRUE;
 }
 
@@ -896,7 +891,7 @@ op_appends (Unpickler *u)
     return FALSE;
   if (base <= frame_base (u))
     return fail (u, YOLOSE_PICKLE_ERROR_MALFORMED,
-                 "nothing below the MARK to append to");
+        "nothing below the MARK to append to");
   list = *stack_at (u, base - 1);
   if (!expect_kind (u, list, YOLOSE_PY_LIST)
       || !seq_append_many (u, list, stack_at (u, base), count))
@@ -941,7 +936,7 @@ op_mark (Unpickler *u)
 
   if (u->marks->len >= MAX_MARKS)
     return fail (u, YOLOSE_PICKLE_ERROR_LIMIT,
-                 "more than %" G_GSIZE_FORMAT " nested MARKs", MAX_MARKS);
+        "more than %" G_GSIZE_FORMAT " nested MARKs", MAX_MARKS);
   g_array_append_val (u->marks, len);
   return TRUE;
 }
@@ -980,9 +975,9 @@ memo_put (Unpickler *u, guint64 index)
     return FALSE;
   if (index >= MAX_MEMO)
     return fail (u, YOLOSE_PICKLE_ERROR_LIMIT,
-                 "memo index %" G_GUINT64_FORMAT
-                 " exceeds the limit of %" G_GSIZE_FORMAT,
-                 index, MAX_MEMO);
+        "memo index %" G_GUINT64_FORMAT
+        " exceeds the limit of %" G_GSIZE_FORMAT,
+        index, MAX_MEMO);
   if (index >= u->memo->len)
     g_ptr_array_set_size (u->memo, (guint)index + 1);
   if (g_ptr_array_index (u->memo, index) == NULL)
@@ -1008,7 +1003,7 @@ op_get (Unpickler *u, guint index_size)
     return FALSE;
   if (index >= u->memo->len || g_ptr_array_index (u->memo, index) == NULL)
     return fail (u, YOLOSE_PICKLE_ERROR_MALFORMED,
-                 "memo index %" G_GUINT64_FORMAT " is not set", index);
+        "memo index %" G_GUINT64_FORMAT " is not set", index);
   return push (u, g_ptr_array_index (u->memo, index));
 }
 
@@ -1016,7 +1011,7 @@ op_get (Unpickler *u, guint index_size)
 
 static YolosePyValue *
 new_global (Unpickler *u, const guint8 *module, gsize module_len,
-            const guint8 *name, gsize name_len)
+    const guint8 *name, gsize name_len)
 {
   YolosePyValue *global;
 
@@ -1027,7 +1022,7 @@ new_global (Unpickler *u, const guint8 *module, gsize module_len,
       || !g_utf8_validate_len ((const char *)name, name_len, NULL)
       || memchr (module, '\0', module_len) || memchr (name, '\0', name_len))
     return fail_value (u, YOLOSE_PICKLE_ERROR_MALFORMED,
-                       "global name is not valid text");
+        "global name is not valid text");
   global = new_value (u, YOLOSE_PY_GLOBAL);
   if (global == NULL)
     return NULL;
@@ -1056,19 +1051,18 @@ op_stack_global (Unpickler *u)
     return FALSE;
   if (module->kind != YOLOSE_PY_STRING || name->kind != YOLOSE_PY_STRING)
     return fail (u, YOLOSE_PICKLE_ERROR_MALFORMED,
-                 "STACK_GLOBAL needs two strings, got %s and %s",
-                 yolose_py_kind_name (module->kind),
-                 yolose_py_kind_name (name->kind));
-  return push (
-      u, new_global (u, (const guint8 *)module->v.str.data, module->v.str.len,
-                     (const guint8 *)name->v.str.data, name->v.str.len));
+        "STACK_GLOBAL needs two strings, got %s and %s",
+        yolose_py_kind_name (module->kind), yolose_py_kind_name (name->kind));
+  return push (u,
+      new_global (u, (const guint8 *)module->v.str.data, module->v.str.len,
+          (const guint8 *)name->v.str.data, name->v.str.len));
 }
 
 static gboolean
 global_is (const YolosePyValue *global, const char *module, const char *name)
 {
   return strcmp (global->v.global.module, module) == 0
-         && strcmp (global->v.global.name, name) == 0;
+      && strcmp (global->v.global.name, name) == 0;
 }
 
 /* collections.OrderedDict() or OrderedDict([(key, value), ...]). */
@@ -1084,14 +1078,13 @@ make_ordered_dict (Unpickler *u, const YolosePyValue *args)
   if (args->v.seq.len != 1
       || (pairs->kind != YOLOSE_PY_LIST && pairs->kind != YOLOSE_PY_TUPLE))
     return fail_value (u, YOLOSE_PICKLE_ERROR_MALFORMED,
-                       "OrderedDict arguments are not a list of pairs");
+        "OrderedDict arguments are not a list of pairs");
   for (gsize i = 0; i < pairs->v.seq.len; i++) {
     const YolosePyValue *pair = pairs->v.seq.items[i];
     if ((pair->kind != YOLOSE_PY_LIST && pair->kind != YOLOSE_PY_TUPLE)
         || pair->v.seq.len != 2)
       return fail_value (u, YOLOSE_PICKLE_ERROR_MALFORMED,
-                         "OrderedDict item %" G_GSIZE_FORMAT " is not a pair",
-                         i);
+          "OrderedDict item %" G_GSIZE_FORMAT " is not a pair", i);
     if (!dict_set (u, dict, pair->v.seq.items[0], pair->v.seq.items[1]))
       return NULL;
   }
@@ -1110,27 +1103,26 @@ make_set (Unpickler *u, const YolosePyValue *args)
   if (args->v.seq.len != 1
       || (items->kind != YOLOSE_PY_LIST && items->kind != YOLOSE_PY_TUPLE))
     return fail_value (u, YOLOSE_PICKLE_ERROR_MALFORMED,
-                       "set arguments are not a list");
+        "set arguments are not a list");
   return new_seq (u, YOLOSE_PY_LIST, items->v.seq.items, items->v.seq.len);
 }
 
 static gboolean
 int_tuple (Unpickler *u, const YolosePyValue *tuple, const char *what,
-           gint64 *out)
+    gint64 *out)
 {
   if (tuple->kind != YOLOSE_PY_TUPLE)
     return fail (u, YOLOSE_PICKLE_ERROR_MALFORMED,
-                 "tensor %s is a %s, not a tuple", what,
-                 yolose_py_kind_name (tuple->kind));
+        "tensor %s is a %s, not a tuple", what,
+        yolose_py_kind_name (tuple->kind));
   if (tuple->v.seq.len > YOLOSE_TENSOR_MAX_DIMS)
     return fail (u, YOLOSE_PICKLE_ERROR_LIMIT,
-                 "tensor has %" G_GSIZE_FORMAT
-                 " dimensions, at most %d are supported",
-                 tuple->v.seq.len, YOLOSE_TENSOR_MAX_DIMS);
+        "tensor has %" G_GSIZE_FORMAT " dimensions, at most %d are supported",
+        tuple->v.seq.len, YOLOSE_TENSOR_MAX_DIMS);
   for (gsize i = 0; i < tuple->v.seq.len; i++)
     if (!yolose_py_get_int (tuple->v.seq.items[i], &out[i]))
       return fail (u, YOLOSE_PICKLE_ERROR_MALFORMED,
-                   "tensor %s item %" G_GSIZE_FORMAT " is not an int", what, i);
+          "tensor %s item %" G_GSIZE_FORMAT " is not an int", what, i);
   return TRUE;
 }
 
@@ -1146,25 +1138,22 @@ make_tensor (Unpickler *u, const YolosePyValue *args)
   gint64 offset;
 
   if (args->v.seq.len != 6 && args->v.seq.len != 7)
-    return fail_value (
-        u, YOLOSE_PICKLE_ERROR_MALFORMED,
+    return fail_value (u, YOLOSE_PICKLE_ERROR_MALFORMED,
         "_rebuild_tensor_v2 takes 6 or 7 arguments, not %" G_GSIZE_FORMAT,
         args->v.seq.len);
   if (arg[0]->kind != YOLOSE_PY_STORAGE)
     return fail_value (u, YOLOSE_PICKLE_ERROR_MALFORMED,
-                       "tensor storage is a %s",
-                       yolose_py_kind_name (arg[0]->kind));
+        "tensor storage is a %s", yolose_py_kind_name (arg[0]->kind));
   if (!yolose_py_get_int (arg[1], &offset))
     return fail_value (u, YOLOSE_PICKLE_ERROR_MALFORMED,
-                       "tensor offset is not an int");
+        "tensor offset is not an int");
   if (!int_tuple (u, arg[2], "size", sizes)
       || !int_tuple (u, arg[3], "stride", strides))
     return NULL;
   if (arg[2]->v.seq.len != arg[3]->v.seq.len)
     return fail_value (u, YOLOSE_PICKLE_ERROR_MALFORMED,
-                       "tensor has %" G_GSIZE_FORMAT
-                       " sizes but %" G_GSIZE_FORMAT " strides",
-                       arg[2]->v.seq.len, arg[3]->v.seq.len);
+        "tensor has %" G_GSIZE_FORMAT " sizes but %" G_GSIZE_FORMAT " strides",
+        arg[2]->v.seq.len, arg[3]->v.seq.len);
   tensor = new_value (u, YOLOSE_PY_TENSOR);
   if (tensor == NULL)
     return NULL;
@@ -1195,11 +1184,11 @@ construct (Unpickler *u, YolosePyValue *callable, YolosePyValue *args)
 {
   if (callable->kind != YOLOSE_PY_GLOBAL)
     return fail_value (u, YOLOSE_PICKLE_ERROR_MALFORMED, "cannot call a %s",
-                       yolose_py_kind_name (callable->kind));
+        yolose_py_kind_name (callable->kind));
   if (args->kind != YOLOSE_PY_TUPLE)
     return fail_value (u, YOLOSE_PICKLE_ERROR_MALFORMED,
-                       "call arguments are a %s, not a tuple",
-                       yolose_py_kind_name (args->kind));
+        "call arguments are a %s, not a tuple",
+        yolose_py_kind_name (args->kind));
   if (global_is (callable, "collections", "OrderedDict"))
     return make_ordered_dict (u, args);
   if (global_is (callable, "builtins", "set")
@@ -1211,11 +1200,11 @@ construct (Unpickler *u, YolosePyValue *callable, YolosePyValue *args)
     return make_tensor (u, args);
   if (global_is (callable, "torch._utils", "_rebuild_parameter")
       || global_is (callable, "torch._utils",
-                    "_rebuild_parameter_with_state")) {
+          "_rebuild_parameter_with_state")) {
     /* A Parameter is its data; whatever that is, the caller checks it. */
     if (args->v.seq.len < 1)
       return fail_value (u, YOLOSE_PICKLE_ERROR_MALFORMED,
-                         "_rebuild_parameter without arguments");
+          "_rebuild_parameter without arguments");
     return args->v.seq.items[0];
   }
   return make_object (u, callable, args);
@@ -1261,9 +1250,9 @@ op_build (Unpickler *u)
   }
   if (target->kind == YOLOSE_PY_DICT && state->kind == YOLOSE_PY_DICT)
     return dict_update (u, target, state);
-  return fail (
-      u, YOLOSE_PICKLE_ERROR_MALFORMED, "BUILD with a %s state on a %s",
-      yolose_py_kind_name (state->kind), yolose_py_kind_name (target->kind));
+  return fail (u, YOLOSE_PICKLE_ERROR_MALFORMED,
+      "BUILD with a %s state on a %s", yolose_py_kind_name (state->kind),
+      yolose_py_kind_name (target->kind));
 }
 
 static gboolean
@@ -1305,31 +1294,31 @@ make_storage (Unpickler *u, const YolosePyValue *pid)
 
   if (pid->kind != YOLOSE_PY_TUPLE || pid->v.seq.len != 5)
     return fail_value (u, YOLOSE_PICKLE_ERROR_MALFORMED,
-                       "persistent id is not a 5-tuple");
+        "persistent id is not a 5-tuple");
   tag = pid->v.seq.items[0];
   cls = pid->v.seq.items[1];
   key = pid->v.seq.items[2];
   if (g_strcmp0 (yolose_py_get_string (tag), "storage") != 0)
     return fail_value (u, YOLOSE_PICKLE_ERROR_MALFORMED,
-                       "persistent id is not a 'storage' id");
+        "persistent id is not a 'storage' id");
   if (cls->kind != YOLOSE_PY_GLOBAL
       || (strcmp (cls->v.global.module, "torch") != 0
           && strcmp (cls->v.global.module, "torch.cuda") != 0))
     return fail_value (u, YOLOSE_PICKLE_ERROR_MALFORMED,
-                       "storage class is not a torch storage");
+        "storage class is not a torch storage");
   if (!storage_dtype (cls->v.global.name, &dtype))
     return fail_value (u, YOLOSE_PICKLE_ERROR_UNSUPPORTED_OPCODE,
-                       "unsupported storage class %s.%s", cls->v.global.module,
-                       cls->v.global.name);
+        "unsupported storage class %s.%s", cls->v.global.module,
+        cls->v.global.name);
   if (key->kind == YOLOSE_PY_STRING && !reserve_text (u, key->v.str.len))
     return NULL;
   if (key->kind != YOLOSE_PY_STRING || key->v.str.len == 0
       || strlen (key->v.str.data) != key->v.str.len)
     return fail_value (u, YOLOSE_PICKLE_ERROR_MALFORMED,
-                       "storage key is not a name");
+        "storage key is not a name");
   if (!yolose_py_get_int (pid->v.seq.items[4], &numel) || numel < 0)
     return fail_value (u, YOLOSE_PICKLE_ERROR_MALFORMED,
-                       "storage size is not a count");
+        "storage size is not a count");
   storage = new_value (u, YOLOSE_PY_STORAGE);
   if (storage == NULL)
     return NULL;
@@ -1362,10 +1351,10 @@ op_stop (Unpickler *u)
 {
   if (u->marks->len != 0)
     return fail (u, YOLOSE_PICKLE_ERROR_MALFORMED, "STOP with %u MARKs open",
-                 u->marks->len);
+        u->marks->len);
   if (u->stack->len != 1)
     return fail (u, YOLOSE_PICKLE_ERROR_MALFORMED,
-                 "STOP with %u values on the stack, not 1", u->stack->len);
+        "STOP with %u values on the stack, not 1", u->stack->len);
   u->result = g_ptr_array_index (u->stack, 0);
   return TRUE;
 }
@@ -1398,7 +1387,7 @@ step (Unpickler *u)
       return push (u, singleton (u, &u->doc->true_value, YOLOSE_PY_BOOL, TRUE));
     case OP_NEWFALSE:
       return push (u,
-                   singleton (u, &u->doc->false_value, YOLOSE_PY_BOOL, FALSE));
+          singleton (u, &u->doc->false_value, YOLOSE_PY_BOOL, FALSE));
     case OP_BININT:
       return op_binint (u, 4, TRUE);
     case OP_BININT1:
@@ -1476,8 +1465,8 @@ step (Unpickler *u)
     case OP_BINPERSID:
       return op_binpersid (u);
     default:
-      g_set_error (
-          u->error, YOLOSE_PICKLE_ERROR, YOLOSE_PICKLE_ERROR_UNSUPPORTED_OPCODE,
+      g_set_error (u->error, YOLOSE_PICKLE_ERROR,
+          YOLOSE_PICKLE_ERROR_UNSUPPORTED_OPCODE,
           "unsupported pickle opcode 0x%02x (%s) at offset %" G_GSIZE_FORMAT,
           u->op, opcode_name (u->op), u->op_offset);
       return FALSE;
@@ -1490,9 +1479,8 @@ run (Unpickler *u)
   while (u->result == NULL) {
     if (u->pos >= u->len) {
       g_set_error (u->error, YOLOSE_PICKLE_ERROR, YOLOSE_PICKLE_ERROR_TRUNCATED,
-                   "pickle truncated: no STOP opcode in %" G_GSIZE_FORMAT
-                   " bytes",
-                   u->len);
+          "pickle truncated: no STOP opcode in %" G_GSIZE_FORMAT " bytes",
+          u->len);
       return FALSE;
     }
     u->op_offset = u->pos;
@@ -1512,9 +1500,9 @@ yolose_pickle_parse (const guint8 *data, gsize len, GError **error)
   g_return_val_if_fail (data != NULL || len == 0, NULL);
   if (len > MAX_INPUT_BYTES) {
     g_set_error (error, YOLOSE_PICKLE_ERROR, YOLOSE_PICKLE_ERROR_LIMIT,
-                 "pickle of %" G_GSIZE_FORMAT
-                 " bytes is larger than the limit of %" G_GSIZE_FORMAT,
-                 len, MAX_INPUT_BYTES);
+        "pickle of %" G_GSIZE_FORMAT
+        " bytes is larger than the limit of %" G_GSIZE_FORMAT,
+        len, MAX_INPUT_BYTES);
     return NULL;
   }
   u.doc = document_new ();
@@ -1574,13 +1562,13 @@ yolose_py_attr (const YolosePyValue *object, const char *name)
   found = yolose_py_dict_get (state, name);
   for (gsize i = 0; found == NULL && i < G_N_ELEMENTS (module_dicts); i++)
     found = yolose_py_dict_get (yolose_py_dict_get (state, module_dicts[i]),
-                                name);
+        name);
   return found;
 }
 
 gboolean
 yolose_py_is_class (const YolosePyValue *object, const char *module,
-                    const char *name)
+    const char *name)
 {
   const char *object_module, *object_name;
 
@@ -1596,7 +1584,7 @@ yolose_py_is_class (const YolosePyValue *object, const char *module,
     return FALSE;
   }
   return (module == NULL || g_strcmp0 (object_module, module) == 0)
-         && g_strcmp0 (object_name, name) == 0;
+      && g_strcmp0 (object_name, name) == 0;
 }
 
 gboolean
@@ -1653,12 +1641,18 @@ const char *
 yolose_py_kind_name (YolosePyKind kind)
 {
   static const char *const names[] = {
-    [YOLOSE_PY_NONE] = "None",     [YOLOSE_PY_BOOL] = "bool",
-    [YOLOSE_PY_INT] = "int",       [YOLOSE_PY_FLOAT] = "float",
-    [YOLOSE_PY_STRING] = "str",    [YOLOSE_PY_BYTES] = "bytes",
-    [YOLOSE_PY_LIST] = "list",     [YOLOSE_PY_TUPLE] = "tuple",
-    [YOLOSE_PY_DICT] = "dict",     [YOLOSE_PY_GLOBAL] = "global",
-    [YOLOSE_PY_OBJECT] = "object", [YOLOSE_PY_STORAGE] = "storage",
+    [YOLOSE_PY_NONE] = "None",
+    [YOLOSE_PY_BOOL] = "bool",
+    [YOLOSE_PY_INT] = "int",
+    [YOLOSE_PY_FLOAT] = "float",
+    [YOLOSE_PY_STRING] = "str",
+    [YOLOSE_PY_BYTES] = "bytes",
+    [YOLOSE_PY_LIST] = "list",
+    [YOLOSE_PY_TUPLE] = "tuple",
+    [YOLOSE_PY_DICT] = "dict",
+    [YOLOSE_PY_GLOBAL] = "global",
+    [YOLOSE_PY_OBJECT] = "object",
+    [YOLOSE_PY_STORAGE] = "storage",
     [YOLOSE_PY_TENSOR] = "tensor",
   };
 

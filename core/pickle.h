@@ -129,23 +129,23 @@ typedef enum {
  * storages; the storage classes Half, BFloat16, Float, Double, Long, Int,
  * Byte, Bool and Untyped (bytes) are known, others are refused. */
 YolosePickle *yolose_pickle_parse (const guint8 *data, gsize len,
-                                   GError **error);
+    GError **error);
 void yolose_pickle_free (YolosePickle *pickle);
 const YolosePyValue *yolose_pickle_root (const YolosePickle *pickle);
 
 /* Lookup helpers; all return NULL when absent or of the wrong kind. */
 /* The value of the str key @key. */
 const YolosePyValue *yolose_py_dict_get (const YolosePyValue *dict,
-                                         const char *key);
+    const char *key);
 /* For an OBJECT: its state dict's entry @name, else the entry in
  * state['_parameters'], state['_buffers'] or state['_modules'] (torch
  * nn.Module keeps parameters and children there). */
 const YolosePyValue *yolose_py_attr (const YolosePyValue *object,
-                                     const char *name);
+    const char *name);
 /* TRUE when @object is an OBJECT of class @module.@name, or that GLOBAL
  * itself; a NULL @module matches any module. */
 gboolean yolose_py_is_class (const YolosePyValue *object, const char *module,
-                             const char *name);
+    const char *name);
 gboolean yolose_py_get_int (const YolosePyValue *value, gint64 *out);
 /* Accepts INT and FLOAT. */
 gboolean yolose_py_get_number (const YolosePyValue *value, double *out);

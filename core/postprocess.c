@@ -119,7 +119,7 @@ best_class (const float *class_prob, int num_classes, float obj, float *score)
  * their boxes as x1, y1, x2, y2.  Returns how many. */
 static gsize
 collect_candidates (YolosePostprocess *post, const float *raw,
-                    const YoloseNmsParams *params)
+    const YoloseNmsParams *params)
 {
   gsize cols = 5 + (gsize)post->num_classes;
   gsize n = 0;
@@ -216,7 +216,7 @@ prepare_nms (YolosePostprocess *post, gsize n)
 
 static gboolean
 overlaps_too_much (const YolosePostprocess *post, gsize i, gsize j,
-                   float iou_threshold)
+    float iou_threshold)
 {
   float xx1 = MAX (post->nx1[i], post->nx1[j]);
   float yy1 = MAX (post->ny1[i], post->ny1[j]);
@@ -250,7 +250,7 @@ to_frame (const YoloseLetterbox *box, YoloseDetection *det)
 /* The detection for sorted candidate @k, in frame pixels. */
 static void
 emit (const YolosePostprocess *post, gsize k, const YoloseLetterbox *box,
-      YoloseDetection *det)
+    YoloseDetection *det)
 {
   const Candidate *cand = &post->candidates[post->order[k].row];
 
@@ -268,8 +268,7 @@ emit (const YolosePostprocess *post, gsize k, const YoloseLetterbox *box,
  * change an earlier decision. */
 static gsize
 suppress_and_emit (YolosePostprocess *post, gsize n, float iou_threshold,
-                   const YoloseLetterbox *box, YoloseDetection *out,
-                   gsize limit)
+    const YoloseLetterbox *box, YoloseDetection *out, gsize limit)
 {
   gsize n_kept = 0;
 
@@ -286,9 +285,8 @@ suppress_and_emit (YolosePostprocess *post, gsize n, float iou_threshold,
 
 gsize
 yolose_postprocess_run (YolosePostprocess *post, const float *raw,
-                        const YoloseNmsParams *params,
-                        const YoloseLetterbox *box, YoloseDetection *out,
-                        gsize out_cap)
+    const YoloseNmsParams *params, const YoloseLetterbox *box,
+    YoloseDetection *out, gsize out_cap)
 {
   gsize n, limit;
 

@@ -17,13 +17,13 @@ G_BEGIN_DECLS
 typedef struct {
   int class_id;
   float confidence;
-  float x1, y1, x2, y2;         /* frame pixels, clipped to the frame */
+  float x1, y1, x2, y2; /* frame pixels, clipped to the frame */
 } YoloseDetection;
 
 typedef struct {
-  float conf_threshold;         /* 0.25 */
-  float iou_threshold;          /* 0.45 */
-  int max_detections;           /* 300 */
+  float conf_threshold; /* 0.25 */
+  float iou_threshold;  /* 0.45 */
+  int max_detections;   /* 300 */
   /* num_classes bytes, non-zero = keep that class; NULL keeps all. */
   const guint8 *class_mask;
 } YoloseNmsParams;

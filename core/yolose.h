@@ -27,18 +27,18 @@ G_BEGIN_DECLS
 GQuark yolose_error_quark (void);
 
 typedef enum {
-  YOLOSE_ERROR_MODEL,           /* the checkpoint's content is unusable */
-  YOLOSE_ERROR_UNSUPPORTED,     /* a module or option yolose cannot run */
-  YOLOSE_ERROR_CONFIG,          /* a bad argument */
+  YOLOSE_ERROR_MODEL,       /* the checkpoint's content is unusable */
+  YOLOSE_ERROR_UNSUPPORTED, /* a module or option yolose cannot run */
+  YOLOSE_ERROR_CONFIG,      /* a bad argument */
 } YoloseErrorCode;
 
 #define YOLOSE_DEFAULT_INPUT_SIZE 640
 
 typedef struct {
   const char *model_path;
-  int input_size;               /* S, a multiple of 32; default 640 */
-  int threads;                  /* 0 = all cores */
-  const char *kernels;          /* NULL/"auto", "generic", "avx2" */
+  int input_size;      /* S, a multiple of 32; default 640 */
+  int threads;         /* 0 = all cores */
+  const char *kernels; /* NULL/"auto", "generic", "avx2" */
 } YoloseConfig;
 
 void yolose_config_init (YoloseConfig *config);

@@ -28,13 +28,13 @@ print_region (GstVideoRegionOfInterestMeta *roi)
 
   if (s != NULL)
     gst_structure_get (s, "confidence", G_TYPE_DOUBLE, &confidence, "label_id",
-                       G_TYPE_INT, &label_id, "x_min", G_TYPE_DOUBLE, &x_min,
-                       "y_min", G_TYPE_DOUBLE, &y_min, "x_max", G_TYPE_DOUBLE,
-                       &x_max, "y_max", G_TYPE_DOUBLE, &y_max, NULL);
+        G_TYPE_INT, &label_id, "x_min", G_TYPE_DOUBLE, &x_min, "y_min",
+        G_TYPE_DOUBLE, &y_min, "x_max", G_TYPE_DOUBLE, &x_max, "y_max",
+        G_TYPE_DOUBLE, &y_max, NULL);
   g_print ("  %-14s %.2f  x=%u y=%u w=%u h=%u  (class %d, normalised "
            "%.3f %.3f %.3f %.3f)\n",
-           g_quark_to_string (roi->roi_type), confidence, roi->x, roi->y,
-           roi->w, roi->h, label_id, x_min, y_min, x_max, y_max);
+      g_quark_to_string (roi->roi_type), confidence, roi->x, roi->y, roi->w,
+      roi->h, label_id, x_min, y_min, x_max, y_max);
 }
 
 static GstPadProbeReturn
@@ -45,13 +45,13 @@ on_buffer (GstPad *pad, GstPadProbeInfo *info, gpointer user_data)
   gpointer state = NULL;
   GstMeta *meta;
   guint n = gst_buffer_get_n_meta (buffer,
-                                   GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE);
+      GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE);
 
   g_print ("frame %u, pts %" GST_TIME_FORMAT ": %u detections\n", (*frame)++,
-           GST_TIME_ARGS (GST_BUFFER_PTS (buffer)), n);
-  while ((meta = gst_buffer_iterate_meta_filtered (
-              buffer, &state, GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE))
-         != NULL)
+      GST_TIME_ARGS (GST_BUFFER_PTS (buffer)), n);
+  while ((meta = gst_buffer_iterate_meta_filtered (buffer, &state,
+              GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE))
+      != NULL)
     print_region ((GstVideoRegionOfInterestMeta *)meta);
   return GST_PAD_PROBE_OK;
 }
@@ -68,14 +68,14 @@ run (GstElement *pipeline)
       == GST_STATE_CHANGE_FAILURE)
     ok = FALSE;
   msg = gst_bus_timed_pop_filtered (bus, GST_CLOCK_TIME_NONE,
-                                    GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+      GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
   if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ERROR) {
     GError *error = NULL;
     gchar *debug = NULL;
 
     gst_message_parse_error (msg, &error, &debug);
     g_printerr ("error from %s: %s\n%s\n", GST_OBJECT_NAME (msg->src),
-                error->message, debug ? debug : "");
+        error->message, debug ? debug : "");
     g_clear_error (&error);
     g_free (debug);
     ok = FALSE;

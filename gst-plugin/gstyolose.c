@@ -116,13 +116,13 @@ enum {
   "{ RGB, BGR, RGBx, BGRx, xRGB, xBGR, RGBA, BGRA, "                           \
   "ARGB, ABGR, I420, YV12, NV12, NV21, YUY2, UYVY, GRAY8 }"
 
-static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE (
-    "sink", GST_PAD_SINK, GST_PAD_ALWAYS,
-    GST_STATIC_CAPS (GST_VIDEO_CAPS_MAKE (YOLOSE_FORMATS)));
+static GstStaticPadTemplate sink_template
+    = GST_STATIC_PAD_TEMPLATE ("sink", GST_PAD_SINK, GST_PAD_ALWAYS,
+        GST_STATIC_CAPS (GST_VIDEO_CAPS_MAKE (YOLOSE_FORMATS)));
 
-static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE (
-    "src", GST_PAD_SRC, GST_PAD_ALWAYS,
-    GST_STATIC_CAPS (GST_VIDEO_CAPS_MAKE (YOLOSE_FORMATS)));
+static GstStaticPadTemplate src_template
+    = GST_STATIC_PAD_TEMPLATE ("src", GST_PAD_SRC, GST_PAD_ALWAYS,
+        GST_STATIC_CAPS (GST_VIDEO_CAPS_MAKE (YOLOSE_FORMATS)));
 
 #define gst_yolose_parent_class parent_class
 G_DEFINE_TYPE (GstYolose, gst_yolose, GST_TYPE_VIDEO_FILTER);
@@ -134,13 +134,13 @@ gst_yolose_mode_get_type (void)
   static gsize type = 0;
   static const GEnumValue values[] = {
     { GST_YOLOSE_MODE_SYNC,
-      "Detect on each frame before passing it on; "
-      "late frames are dropped (QoS)",
-      "sync" },
+        "Detect on each frame before passing it on; "
+        "late frames are dropped (QoS)",
+        "sync" },
     { GST_YOLOSE_MODE_ASYNC,
-      "Pass each frame on at once; detect on the "
-      "newest frame in a worker thread",
-      "async" },
+        "Pass each frame on at once; detect on the "
+        "newest frame in a worker thread",
+        "async" },
     { 0, NULL, NULL },
   };
 
@@ -162,7 +162,7 @@ gst_yolose_kernels_get_type (void)
 
   if (g_once_init_enter (&type))
     g_once_init_leave (&type,
-                       g_enum_register_static ("GstYoloseKernels", values));
+        g_enum_register_static ("GstYoloseKernels", values));
   return (GType)type;
 }
 
@@ -241,14 +241,14 @@ inference_threads (int threads, gboolean on_worker)
  * the caller frees with config_clear(). */
 static void
 config_from_properties (GstYolose *self, YoloseConfig *config,
-                        gchar **labels_file)
+    gchar **labels_file)
 {
   yolose_config_init (config);
   GST_OBJECT_LOCK (self);
   config->model_path = g_strdup (self->model_path);
   config->input_size = self->input_size;
-  config->threads = inference_threads (
-      self->settings.threads, self->settings.mode == GST_YOLOSE_MODE_ASYNC);
+  config->threads = inference_threads (self->settings.threads,
+      self->settings.mode == GST_YOLOSE_MODE_ASYNC);
   config->kernels = kernels_name (self->kernels);
   *labels_file = g_strdup (self->labels_file);
   GST_OBJECT_UNLOCK (self);
@@ -276,7 +276,7 @@ classes_valid_locked (gchar **labels, const gchar *spec, GError **error)
   n = g_strv_length (labels);
   mask = g_malloc (MAX (n, 1));
   ok = gst_yolose_parse_classes (spec, (const gchar *const *)labels, n, mask,
-                                 error);
+      error);
   g_free (mask);
   return ok;
 }
@@ -298,8 +298,8 @@ set_classes (GstYolose *self, const gchar *spec)
 
   if (!ok) {
     GST_ELEMENT_WARNING (self, RESOURCE, SETTINGS,
-                         ("Ignoring classes \"%s\": %s", spec, error->message),
-                         ("the previous classes value is kept"));
+        ("Ignoring classes \"%s\": %s", spec, error->message),
+        ("the previous classes value is kept"));
     g_error_free (error);
   }
 }
@@ -308,8 +308,7 @@ static void
 set_input_size (GstYolose *self, gint size)
 {
   if (size % 32 != 0) {
-    GST_ELEMENT_WARNING (
-        self, RESOURCE, SETTINGS,
+    GST_ELEMENT_WARNING (self, RESOURCE, SETTINGS,
         ("Ignoring input-size %d: it must be a multiple of 32", size),
         ("the previous input-size is kept"));
     return;
@@ -358,8 +357,7 @@ swap_model (GstYolose *self, const gchar *path)
   if (accepted) {
     GST_INFO_OBJECT (self, "loaded model %s, used from the next frame", path);
   } else if (error != NULL) {
-    GST_ELEMENT_WARNING (
-        self, RESOURCE, OPEN_READ,
+    GST_ELEMENT_WARNING (self, RESOURCE, OPEN_READ,
         ("Could not use model \"%s\": %s", path, error->message),
         ("the model in use is kept"));
   }
@@ -384,8 +382,8 @@ set_model (GstYolose *self, const gchar *path)
     return;
   if (path == NULL || *path == '\0') {
     GST_ELEMENT_WARNING (self, RESOURCE, SETTINGS,
-                         ("Cannot remove the model while the element runs"),
-                         ("the model in use is kept"));
+        ("Cannot remove the model while the element runs"),
+        ("the model in use is kept"));
     return;
   }
   swap_model (self, path);
@@ -393,7 +391,7 @@ set_model (GstYolose *self, const gchar *path)
 
 static void
 gst_yolose_set_property (GObject *object, guint prop_id, const GValue *value,
-                         GParamSpec *pspec)
+    GParamSpec *pspec)
 {
   GstYolose *self = GST_YOLOSE (object);
   GstYoloseSettings *s = &self->settings;
@@ -466,7 +464,7 @@ gst_yolose_set_property (GObject *object, guint prop_id, const GValue *value,
 
 static void
 gst_yolose_get_property (GObject *object, guint prop_id, GValue *value,
-                         GParamSpec *pspec)
+    GParamSpec *pspec)
 {
   GstYolose *self = GST_YOLOSE (object);
   GstYoloseSettings *s = &self->settings;
@@ -664,8 +662,8 @@ update_class_mask (GstYolose *self)
     /* `classes` was checked against the newest model; a model still in
      * use that it does not fit keeps every class until that one comes. */
     if (!gst_yolose_parse_classes (self->classes,
-                                   (const gchar *const *)model->labels,
-                                   model->num_classes, self->class_mask, NULL))
+            (const gchar *const *)model->labels, model->num_classes,
+            self->class_mask, NULL))
       memset (self->class_mask, 1, model->num_classes);
     else
       self->class_mask_serial = self->classes_serial;
@@ -686,7 +684,7 @@ ensure_detections_capacity (GstYolose *self, gsize n)
 /* Runs the detector on @image and replaces @boxes with what it found. */
 static void
 detect (GstYolose *self, const YoloseImage *image, const GstYoloseSettings *s,
-        gboolean on_worker, GArray *boxes)
+    gboolean on_worker, GArray *boxes)
 {
   GstYoloseModel *model;
   YoloseNmsParams params;
@@ -706,9 +704,9 @@ detect (GstYolose *self, const YoloseImage *image, const GstYoloseSettings *s,
   params.max_detections = s->max_detections;
   params.class_mask = self->class_mask;
   yolose_detector_set_threads (model->detector,
-                               inference_threads (s->threads, on_worker));
+      inference_threads (s->threads, on_worker));
   n = yolose_detector_detect (model->detector, image, &params, self->detections,
-                              s->max_detections);
+      s->max_detections);
 
   for (gsize i = 0; i < n; i++) {
     const YoloseDetection *d = &self->detections[i];
@@ -740,7 +738,7 @@ worker_detect (const GstVideoFrame *frame, GArray *boxes, gpointer user_data)
 
 static gboolean
 load_model_or_post_error (GstYolose *self, GstYoloseModel **out,
-                          guint8 **mask_out)
+    guint8 **mask_out)
 {
   YoloseConfig config;
   gchar *labels_file, *classes;
@@ -750,19 +748,17 @@ load_model_or_post_error (GstYolose *self, GstYoloseModel **out,
 
   config_from_properties (self, &config, &labels_file);
   if (config.model_path == NULL || *config.model_path == '\0') {
-    GST_ELEMENT_ERROR (
-        self, RESOURCE, NOT_FOUND, ("No model given."),
+    GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND, ("No model given."),
         ("Set the 'model' property to the path of a YOLOv5 .pt checkpoint."));
     config_clear (&config, labels_file);
     return FALSE;
   }
   model = gst_yolose_model_load (&config, labels_file, &error);
   if (model == NULL) {
-    GST_ELEMENT_ERROR (
-        self, RESOURCE, OPEN_READ,
+    GST_ELEMENT_ERROR (self, RESOURCE, OPEN_READ,
         ("Could not load model \"%s\": %s", config.model_path, error->message),
         ("model \"%s\", labels file \"%s\": %s", config.model_path,
-         GST_STR_NULL (labels_file), error->message));
+            GST_STR_NULL (labels_file), error->message));
     g_error_free (error);
     config_clear (&config, labels_file);
     return FALSE;
@@ -774,10 +770,9 @@ load_model_or_post_error (GstYolose *self, GstYoloseModel **out,
   GST_OBJECT_UNLOCK (self);
   mask = g_malloc (MAX (model->num_classes, 1));
   if (!gst_yolose_parse_classes (classes, (const gchar *const *)model->labels,
-                                 model->num_classes, mask, &error)) {
+          model->num_classes, mask, &error)) {
     GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
-                       ("Invalid classes \"%s\": %s", classes, error->message),
-                       (NULL));
+        ("Invalid classes \"%s\": %s", classes, error->message), (NULL));
     g_error_free (error);
     g_free (classes);
     g_free (mask);
@@ -813,8 +808,8 @@ gst_yolose_start (GstBaseTransform *trans)
   if (!load_model_or_post_error (self, &model, &mask))
     return FALSE;
   GST_INFO_OBJECT (self, "model loaded: %d classes, input %d, kernels %s",
-                   model->num_classes, model->input_size,
-                   yolose_detector_get_kernels_name (model->detector));
+      model->num_classes, model->input_size,
+      yolose_detector_get_kernels_name (model->detector));
 
   self->model = model;
   self->class_mask = mask;
@@ -837,8 +832,7 @@ gst_yolose_start (GstBaseTransform *trans)
     self->worker = gst_yolose_worker_new (worker_detect, self, &error);
     if (self->worker == NULL) {
       GST_ELEMENT_ERROR (self, RESOURCE, FAILED,
-                         ("Could not start the detection thread."),
-                         ("%s", error->message));
+          ("Could not start the detection thread."), ("%s", error->message));
       g_error_free (error);
       return FALSE; /* stop() frees the rest */
     }
@@ -877,8 +871,7 @@ gst_yolose_stop (GstBaseTransform *trans)
 
 static gboolean
 gst_yolose_set_info (GstVideoFilter *filter, GstCaps *incaps,
-                     GstVideoInfo *in_info, GstCaps *outcaps,
-                     GstVideoInfo *out_info)
+    GstVideoInfo *in_info, GstCaps *outcaps, GstVideoInfo *out_info)
 {
   GstYolose *self = GST_YOLOSE (filter);
   int size = self->model ? self->model->input_size : DEFAULT_INPUT_SIZE;
@@ -888,9 +881,8 @@ gst_yolose_set_info (GstVideoFilter *filter, GstCaps *incaps,
     return FALSE;
   }
   yolose_letterbox_compute (in_info->width, in_info->height, size,
-                            &self->letterbox);
-  GST_DEBUG_OBJECT (
-      self, "%s %dx%d letterboxed to %dx%d at (%d, %d) in %d",
+      &self->letterbox);
+  GST_DEBUG_OBJECT (self, "%s %dx%d letterboxed to %dx%d at (%d, %d) in %d",
       gst_video_format_to_string (GST_VIDEO_INFO_FORMAT (in_info)),
       in_info->width, in_info->height, self->letterbox.resized_w,
       self->letterbox.resized_h, self->letterbox.left, self->letterbox.top,
@@ -921,14 +913,14 @@ lateness_on_arrival (GstYolose *self, GstBuffer *buf)
       || !GST_BUFFER_PTS_IS_VALID (buf))
     return 0;
   running = gst_segment_to_running_time (&trans->segment, GST_FORMAT_TIME,
-                                         GST_BUFFER_PTS (buf));
+      GST_BUFFER_PTS (buf));
   clock = gst_element_get_clock (GST_ELEMENT (self));
   if (clock == NULL || !GST_CLOCK_TIME_IS_VALID (running)) {
     g_clear_object (&clock);
     return 0;
   }
   now = gst_clock_get_time (clock)
-        - gst_element_get_base_time (GST_ELEMENT (self));
+      - gst_element_get_base_time (GST_ELEMENT (self));
   gst_object_unref (clock);
   period = GST_BUFFER_DURATION_IS_VALID (buf) ? GST_BUFFER_DURATION (buf)
                                               : GST_SECOND / 30;
@@ -943,14 +935,13 @@ post_qos_drop (GstYolose *self, GstBuffer *buf, GstClockTime lateness)
   GstClockTime pts = GST_BUFFER_PTS (buf);
   GstMessage *msg;
 
-  msg = gst_message_new_qos (
-      GST_OBJECT (self), TRUE,
+  msg = gst_message_new_qos (GST_OBJECT (self), TRUE,
       gst_segment_to_running_time (segment, GST_FORMAT_TIME, pts),
       gst_segment_to_stream_time (segment, GST_FORMAT_TIME, pts), pts,
       GST_BUFFER_DURATION (buf));
   gst_message_set_qos_values (msg, (gint64)lateness, 1.0, 1000000);
   gst_message_set_qos_stats (msg, GST_FORMAT_BUFFERS, self->processed,
-                             self->dropped);
+      self->dropped);
   gst_element_post_message (GST_ELEMENT (self), msg);
 }
 
@@ -968,15 +959,15 @@ drop_if_stale (GstYolose *self, GstBuffer *buf)
     return FALSE;
   self->dropped++;
   GST_DEBUG_OBJECT (self,
-                    "dropping a frame that arrived %" GST_TIME_FORMAT " late",
-                    GST_TIME_ARGS (lateness));
+      "dropping a frame that arrived %" GST_TIME_FORMAT " late",
+      GST_TIME_ARGS (lateness));
   post_qos_drop (self, buf, lateness);
   return TRUE;
 }
 
 static gboolean
 run_sync (GstYolose *self, const GstVideoFrame *frame, GstClockTime pts,
-          const GstYoloseSettings *s)
+    const GstYoloseSettings *s)
 {
   YoloseImage image;
   gboolean due = self->frame_count % s->inference_interval == 0;
@@ -997,7 +988,7 @@ run_sync (GstYolose *self, const GstVideoFrame *frame, GstClockTime pts,
  * previous frame. */
 static gboolean
 run_async (GstYolose *self, const GstVideoFrame *frame, GstClockTime pts,
-           const GstYoloseSettings *s)
+    const GstYoloseSettings *s)
 {
   gboolean due = self->frame_count % s->inference_interval == 0;
 
@@ -1005,7 +996,7 @@ run_async (GstYolose *self, const GstVideoFrame *frame, GstClockTime pts,
   if (due && !gst_yolose_worker_submit (self->worker, frame, pts))
     GST_WARNING_OBJECT (self, "could not copy the frame for the worker");
   if (!gst_yolose_worker_take_newer (self->worker, &self->worker_serial,
-                                     self->boxes, &self->boxes_pts))
+          self->boxes, &self->boxes_pts))
     return FALSE;
   self->have_boxes = TRUE;
   return TRUE;
@@ -1023,19 +1014,19 @@ age_ms (GstClockTime now, GstClockTime then)
 static GstStructure *
 detection_structure (const GstYoloseBox *b, int width, int height, double age)
 {
-  return gst_structure_new (
-      "detection", "x_min", G_TYPE_DOUBLE, (double)b->x1 / width, "y_min",
-      G_TYPE_DOUBLE, (double)b->y1 / height, "x_max", G_TYPE_DOUBLE,
-      (double)b->x2 / width, "y_max", G_TYPE_DOUBLE, (double)b->y2 / height,
-      "confidence", G_TYPE_DOUBLE, (double)b->confidence, "label_id",
-      G_TYPE_INT, b->class_id, "label", G_TYPE_STRING,
-      g_quark_to_string (b->label), "age_ms", G_TYPE_DOUBLE, age, NULL);
+  return gst_structure_new ("detection", "x_min", G_TYPE_DOUBLE,
+      (double)b->x1 / width, "y_min", G_TYPE_DOUBLE, (double)b->y1 / height,
+      "x_max", G_TYPE_DOUBLE, (double)b->x2 / width, "y_max", G_TYPE_DOUBLE,
+      (double)b->y2 / height, "confidence", G_TYPE_DOUBLE,
+      (double)b->confidence, "label_id", G_TYPE_INT, b->class_id, "label",
+      G_TYPE_STRING, g_quark_to_string (b->label), "age_ms", G_TYPE_DOUBLE, age,
+      NULL);
 }
 
 /* Pixel rectangle covering the box, inside the frame. */
 static void
 box_pixels (const GstYoloseBox *b, int width, int height, guint *x, guint *y,
-            guint *w, guint *h)
+    guint *w, guint *h)
 {
   int x0 = CLAMP ((int)floorf (b->x1), 0, width);
   int y0 = CLAMP ((int)floorf (b->y1), 0, height);
@@ -1050,13 +1041,13 @@ box_pixels (const GstYoloseBox *b, int width, int height, guint *x, guint *y,
 
 static void
 attach_metas (GstYolose *self, GstBuffer *buf, int width, int height,
-              GstClockTime pts)
+    GstClockTime pts)
 {
   double age = age_ms (pts, self->boxes_pts);
 #ifdef HAVE_GST_ANALYTICS
-  GstAnalyticsRelationMeta *relations
-      = self->boxes->len > 0 ? gst_buffer_add_analytics_relation_meta (buf)
-                             : NULL;
+  GstAnalyticsRelationMeta *relations = self->boxes->len > 0
+      ? gst_buffer_add_analytics_relation_meta (buf)
+      : NULL;
 #endif
 
   for (guint i = 0; i < self->boxes->len; i++) {
@@ -1066,15 +1057,15 @@ attach_metas (GstYolose *self, GstBuffer *buf, int width, int height,
 
     box_pixels (b, width, height, &x, &y, &w, &h);
     roi = gst_buffer_add_video_region_of_interest_meta_id (buf, b->label, x, y,
-                                                           w, h);
+        w, h);
     roi->id = (gint)i;
-    gst_video_region_of_interest_meta_add_param (
-        roi, detection_structure (b, width, height, age));
+    gst_video_region_of_interest_meta_add_param (roi,
+        detection_structure (b, width, height, age));
 #ifdef HAVE_GST_ANALYTICS
     if (relations != NULL) {
       GstAnalyticsODMtd od;
       gst_analytics_relation_meta_add_od_mtd (relations, b->label, x, y, w, h,
-                                              b->confidence, &od);
+          b->confidence, &od);
     }
 #endif
   }
@@ -1097,14 +1088,14 @@ post_detections (GstYolose *self, int width, int height)
     g_value_take_boxed (&v, detection_structure (b, width, height, 0.0));
     gst_value_array_append_and_take_value (&list, &v);
   }
-  s = gst_structure_new (
-      "yolose", "timestamp", G_TYPE_UINT64, pts, "stream-time", G_TYPE_UINT64,
+  s = gst_structure_new ("yolose", "timestamp", G_TYPE_UINT64, pts,
+      "stream-time", G_TYPE_UINT64,
       gst_segment_to_stream_time (segment, GST_FORMAT_TIME, pts),
       "running-time", G_TYPE_UINT64,
       gst_segment_to_running_time (segment, GST_FORMAT_TIME, pts), NULL);
   gst_structure_take_value (s, "detections", &list);
   gst_element_post_message (GST_ELEMENT (self),
-                            gst_message_new_element (GST_OBJECT (self), s));
+      gst_message_new_element (GST_OBJECT (self), s));
 }
 
 static gboolean
@@ -1114,9 +1105,9 @@ draw_overlay (GstYolose *self, GstVideoFrame *frame, const GstYoloseSettings *s)
     return TRUE;
   if (self->overlay == NULL)
     self->overlay = gst_yolose_overlay_new ();
-  return gst_yolose_overlay_draw (
-      self->overlay, frame, (const GstYoloseBox *)(gpointer)self->boxes->data,
-      self->boxes->len, &s->style);
+  return gst_yolose_overlay_draw (self->overlay, frame,
+      (const GstYoloseBox *)(gpointer)self->boxes->data, self->boxes->len,
+      &s->style);
 }
 
 /* Keeps an average of the time a frame spends in the element and tells the
@@ -1143,31 +1134,30 @@ note_processing_time (GstYolose *self, gint64 elapsed_us)
 
   if (post)
     gst_element_post_message (GST_ELEMENT (self),
-                              gst_message_new_latency (GST_OBJECT (self)));
+        gst_message_new_latency (GST_OBJECT (self)));
 }
 
 static gboolean
 map_frame_or_post_error (GstYolose *self, GstVideoFrame *frame, GstBuffer *buf,
-                         gboolean writable)
+    gboolean writable)
 {
   GstVideoInfo *info = &GST_VIDEO_FILTER (self)->in_info;
   /* NO_REF: a mapped frame's extra reference would make the buffer
    * read-only for the metas we add. */
   GstMapFlags flags = GST_VIDEO_FRAME_MAP_FLAG_NO_REF
-                      | (writable ? GST_MAP_READWRITE : GST_MAP_READ);
+      | (writable ? GST_MAP_READWRITE : GST_MAP_READ);
 
   if (gst_video_frame_map (frame, info, buf, flags))
     return TRUE;
-  GST_ELEMENT_ERROR (
-      self, STREAM, FORMAT,
+  GST_ELEMENT_ERROR (self, STREAM, FORMAT,
       ("Received a video buffer that does not hold the frame its caps "
        "describe."),
       ("buffer of %" G_GSIZE_FORMAT " bytes, %s %dx%d "
        "needs %" G_GSIZE_FORMAT,
-       gst_buffer_get_size (buf),
-       gst_video_format_to_string (GST_VIDEO_INFO_FORMAT (info)),
-       GST_VIDEO_INFO_WIDTH (info), GST_VIDEO_INFO_HEIGHT (info),
-       GST_VIDEO_INFO_SIZE (info)));
+          gst_buffer_get_size (buf),
+          gst_video_format_to_string (GST_VIDEO_INFO_FORMAT (info)),
+          GST_VIDEO_INFO_WIDTH (info), GST_VIDEO_INFO_HEIGHT (info),
+          GST_VIDEO_INFO_SIZE (info)));
   return FALSE;
 }
 
@@ -1186,7 +1176,7 @@ gst_yolose_transform_ip (GstBaseTransform *trans, GstBuffer *buf)
 
   if (G_UNLIKELY (!filter->negotiated)) {
     GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, (NULL),
-                       ("received a buffer before caps"));
+        ("received a buffer before caps"));
     return GST_FLOW_NOT_NEGOTIATED;
   }
   copy_settings (self, &s);
@@ -1207,10 +1197,10 @@ gst_yolose_transform_ip (GstBaseTransform *trans, GstBuffer *buf)
   gst_video_frame_unmap (&frame);
 
   if (!drawn) {
-    GST_ELEMENT_ERROR (
-        self, STREAM, FAILED,
+    GST_ELEMENT_ERROR (self, STREAM, FAILED,
         ("Could not draw the overlay onto %s video.",
-         gst_video_format_to_string (GST_VIDEO_INFO_FORMAT (&filter->in_info))),
+            gst_video_format_to_string (
+                GST_VIDEO_INFO_FORMAT (&filter->in_info))),
         (NULL));
     return GST_FLOW_ERROR;
   }
@@ -1235,7 +1225,7 @@ gst_yolose_sink_event (GstBaseTransform *trans, GstEvent *event)
 
 static gboolean
 gst_yolose_query (GstBaseTransform *trans, GstPadDirection direction,
-                  GstQuery *query)
+    GstQuery *query)
 {
   GstYolose *self = GST_YOLOSE (trans);
   GstClockTime min, max, ours;
@@ -1258,7 +1248,7 @@ gst_yolose_query (GstBaseTransform *trans, GstPadDirection direction,
   if (GST_CLOCK_TIME_IS_VALID (max))
     max += ours;
   GST_DEBUG_OBJECT (self, "adding %" GST_TIME_FORMAT " of processing latency",
-                    GST_TIME_ARGS (ours));
+      GST_TIME_ARGS (ours));
   gst_query_set_latency (query, live, min, max);
   return TRUE;
 }
@@ -1272,108 +1262,81 @@ install_properties (GObjectClass *gobject_class)
   const GParamFlags playing = rw | GST_PARAM_MUTABLE_PLAYING;
   const GParamFlags ready = rw | GST_PARAM_MUTABLE_READY;
 
-  g_object_class_install_property (
-      gobject_class, PROP_MODEL,
-      g_param_spec_string (
-          "model", "Model",
+  g_object_class_install_property (gobject_class, PROP_MODEL,
+      g_param_spec_string ("model", "Model",
           "Path of an upstream YOLOv5 (+SE) training checkpoint (.pt); "
           "required. A new model set while playing is loaded and swapped in "
           "without stopping",
           DEFAULT_MODEL, playing));
-  g_object_class_install_property (
-      gobject_class, PROP_LABELS_FILE,
-      g_param_spec_string (
-          "labels-file", "Labels file",
+  g_object_class_install_property (gobject_class, PROP_LABELS_FILE,
+      g_param_spec_string ("labels-file", "Labels file",
           "Optional file with one label a line, replacing the checkpoint's "
           "class names",
           DEFAULT_LABELS_FILE, ready));
-  g_object_class_install_property (
-      gobject_class, PROP_CONF_THRESHOLD,
+  g_object_class_install_property (gobject_class, PROP_CONF_THRESHOLD,
       g_param_spec_float ("conf-threshold", "Confidence threshold",
-                          "Keep detections whose confidence is above this",
-                          0.0f, 1.0f, DEFAULT_CONF_THRESHOLD, playing));
-  g_object_class_install_property (
-      gobject_class, PROP_IOU_THRESHOLD,
-      g_param_spec_float (
-          "iou-threshold", "IoU threshold",
+          "Keep detections whose confidence is above this", 0.0f, 1.0f,
+          DEFAULT_CONF_THRESHOLD, playing));
+  g_object_class_install_property (gobject_class, PROP_IOU_THRESHOLD,
+      g_param_spec_float ("iou-threshold", "IoU threshold",
           "Non-maximum suppression: a box overlapping a better one of the "
           "same class by more than this is dropped",
           0.0f, 1.0f, DEFAULT_IOU_THRESHOLD, playing));
-  g_object_class_install_property (
-      gobject_class, PROP_MAX_DETECTIONS,
-      g_param_spec_int (
-          "max-detections", "Maximum detections",
+  g_object_class_install_property (gobject_class, PROP_MAX_DETECTIONS,
+      g_param_spec_int ("max-detections", "Maximum detections",
           "Keep at most this many detections per frame, the best first", 1,
           MAX_MAX_DETECTIONS, DEFAULT_MAX_DETECTIONS, playing));
-  g_object_class_install_property (
-      gobject_class, PROP_CLASSES,
-      g_param_spec_string (
-          "classes", "Classes",
+  g_object_class_install_property (gobject_class, PROP_CLASSES,
+      g_param_spec_string ("classes", "Classes",
           "Comma-separated labels or class ids to keep (e.g. "
           "\"person,car\" or \"0,2\"); empty keeps every class",
           DEFAULT_CLASSES, playing));
-  g_object_class_install_property (
-      gobject_class, PROP_INPUT_SIZE,
-      g_param_spec_int (
-          "input-size", "Input size",
+  g_object_class_install_property (gobject_class, PROP_INPUT_SIZE,
+      g_param_spec_int ("input-size", "Input size",
           "Side of the square network input in pixels, a multiple of 32; "
           "smaller is faster and misses small objects",
           MIN_INPUT_SIZE, MAX_INPUT_SIZE, DEFAULT_INPUT_SIZE, ready));
-  g_object_class_install_property (
-      gobject_class, PROP_THREADS,
-      g_param_spec_int (
-          "threads", "Threads",
+  g_object_class_install_property (gobject_class, PROP_THREADS,
+      g_param_spec_int ("threads", "Threads",
           "CPU threads for detection (0 = all cores; in mode=async all but "
           "one, which the video needs)",
           0, 1024, DEFAULT_THREADS, playing));
-  g_object_class_install_property (
-      gobject_class, PROP_INFERENCE_INTERVAL,
-      g_param_spec_uint (
-          "inference-interval", "Inference interval",
+  g_object_class_install_property (gobject_class, PROP_INFERENCE_INTERVAL,
+      g_param_spec_uint ("inference-interval", "Inference interval",
           "Detect on every Nth frame; the frames between carry the last "
           "results",
           1, G_MAXINT, DEFAULT_INFERENCE_INTERVAL, playing));
-  g_object_class_install_property (
-      gobject_class, PROP_OVERLAY,
+  g_object_class_install_property (gobject_class, PROP_OVERLAY,
       g_param_spec_boolean ("overlay", "Overlay",
-                            "Draw the boxes and labels onto the video",
-                            DEFAULT_OVERLAY, playing));
-  g_object_class_install_property (
-      gobject_class, PROP_LINE_WIDTH,
-      g_param_spec_uint (
-          "line-width", "Line width",
+          "Draw the boxes and labels onto the video", DEFAULT_OVERLAY,
+          playing));
+  g_object_class_install_property (gobject_class, PROP_LINE_WIDTH,
+      g_param_spec_uint ("line-width", "Line width",
           "Width of the overlay's box lines in pixels (0 = from the frame "
           "size)",
           0, 100, DEFAULT_LINE_WIDTH, playing));
-  g_object_class_install_property (
-      gobject_class, PROP_SHOW_LABELS,
+  g_object_class_install_property (gobject_class, PROP_SHOW_LABELS,
       g_param_spec_boolean ("show-labels", "Show labels",
-                            "Write each box's label in the overlay",
-                            DEFAULT_SHOW_LABELS, playing));
-  g_object_class_install_property (
-      gobject_class, PROP_SHOW_CONFIDENCE,
+          "Write each box's label in the overlay", DEFAULT_SHOW_LABELS,
+          playing));
+  g_object_class_install_property (gobject_class, PROP_SHOW_CONFIDENCE,
       g_param_spec_boolean ("show-confidence", "Show confidence",
-                            "Write each box's confidence in the overlay",
-                            DEFAULT_SHOW_CONFIDENCE, playing));
-  g_object_class_install_property (
-      gobject_class, PROP_POST_MESSAGES,
-      g_param_spec_boolean (
-          "post-messages", "Post messages",
+          "Write each box's confidence in the overlay", DEFAULT_SHOW_CONFIDENCE,
+          playing));
+  g_object_class_install_property (gobject_class, PROP_POST_MESSAGES,
+      g_param_spec_boolean ("post-messages", "Post messages",
           "Post an element message named \"yolose\" with the detections of "
           "each frame detection ran on",
           DEFAULT_POST_MESSAGES, playing));
-  g_object_class_install_property (
-      gobject_class, PROP_MODE,
-      g_param_spec_enum (
-          "mode", "Mode",
+  g_object_class_install_property (gobject_class, PROP_MODE,
+      g_param_spec_enum ("mode", "Mode",
           "sync: detect before passing each frame on, dropping late frames; "
           "async: pass frames on at once and detect on the newest in a "
           "worker thread, frames carrying the most recent results",
           GST_TYPE_YOLOSE_MODE, DEFAULT_MODE, ready));
-  g_object_class_install_property (
-      gobject_class, PROP_KERNELS,
+  g_object_class_install_property (gobject_class, PROP_KERNELS,
       g_param_spec_enum ("kernels", "Kernels", "Which compute kernels to run",
-                         GST_TYPE_YOLOSE_KERNELS, DEFAULT_KERNELS, ready));
+          GST_TYPE_YOLOSE_KERNELS, DEFAULT_KERNELS, ready));
 }
 
 static void
@@ -1385,15 +1348,15 @@ gst_yolose_class_init (GstYoloseClass *klass)
   GstVideoFilterClass *filter_class = GST_VIDEO_FILTER_CLASS (klass);
 
   GST_DEBUG_CATEGORY_INIT (gst_yolose_debug, "yolose", 0,
-                           "YOLOv5 object detection");
+      "YOLOv5 object detection");
 
   gobject_class->set_property = gst_yolose_set_property;
   gobject_class->get_property = gst_yolose_get_property;
   gobject_class->finalize = gst_yolose_finalize;
   install_properties (gobject_class);
 
-  gst_element_class_set_static_metadata (
-      element_class, "YOLOv5 object detector", "Filter/Analyzer/Video",
+  gst_element_class_set_static_metadata (element_class,
+      "YOLOv5 object detector", "Filter/Analyzer/Video",
       "Detects objects with an upstream YOLOv5 (+SE) checkpoint on the CPU "
       "and attaches them as region-of-interest metadata",
       "yolose developers");

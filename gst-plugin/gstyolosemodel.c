@@ -27,7 +27,7 @@ gst_yolose_read_labels_file (const gchar *path, GError **error)
 
   if (labels->len == 0) {
     g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-                 "labels file '%s' holds no label", path);
+        "labels file '%s' holds no label", path);
     g_ptr_array_free (labels, TRUE);
     return NULL;
   }
@@ -58,8 +58,8 @@ labels_from_file (const gchar *path, int num_classes, GError **error)
     return NULL;
   if (g_strv_length (labels) != (guint)num_classes) {
     g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-                 "labels file '%s' has %u labels but the model has %d classes",
-                 path, g_strv_length (labels), num_classes);
+        "labels file '%s' has %u labels but the model has %d classes", path,
+        g_strv_length (labels), num_classes);
     g_strfreev (labels);
     return NULL;
   }
@@ -68,7 +68,7 @@ labels_from_file (const gchar *path, int num_classes, GError **error)
 
 GstYoloseModel *
 gst_yolose_model_load (const YoloseConfig *config, const gchar *labels_file,
-                       GError **error)
+    GError **error)
 {
   YoloseDetector *det;
   GstYoloseModel *model;
@@ -139,7 +139,7 @@ find_label (const gchar *entry, const gchar *const *labels, int num_classes)
 
 gboolean
 gst_yolose_parse_classes (const gchar *spec, const gchar *const *labels,
-                          int num_classes, guint8 *mask, GError **error)
+    int num_classes, guint8 *mask, GError **error)
 {
   gchar **entries;
   gboolean any = FALSE;
@@ -159,8 +159,7 @@ gst_yolose_parse_classes (const gchar *spec, const gchar *const *labels,
     if (id < 0)
       id = parse_class_id (entry);
     if (id < 0 || id >= num_classes) {
-      g_set_error (
-          error, YOLOSE_ERROR, YOLOSE_ERROR_CONFIG,
+      g_set_error (error, YOLOSE_ERROR, YOLOSE_ERROR_CONFIG,
           "'%s' in classes names no class of the model (it has %d classes, "
           "ids 0 to %d)",
           entry, num_classes, num_classes - 1);

@@ -34,8 +34,7 @@ typedef struct {
  * its lines (one label a line) replace the checkpoint's class names and
  * must be exactly as many as the model has classes. */
 GstYoloseModel *gst_yolose_model_load (const YoloseConfig *config,
-                                       const gchar *labels_file,
-                                       GError **error);
+    const gchar *labels_file, GError **error);
 void gst_yolose_model_free (GstYoloseModel *model);
 
 /* Reads a labels file: one label a line, surrounding blanks removed,
@@ -47,8 +46,7 @@ gchar **gst_yolose_read_labels_file (const gchar *path, GError **error);
  * NULL @spec keeps every class.  An entry that names no class fails with an
  * error naming it. */
 gboolean gst_yolose_parse_classes (const gchar *spec,
-                                   const gchar *const *labels, int num_classes,
-                                   guint8 *mask, GError **error);
+    const gchar *const *labels, int num_classes, guint8 *mask, GError **error);
 
 G_END_DECLS
 

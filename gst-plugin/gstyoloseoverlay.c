@@ -22,9 +22,26 @@ typedef struct {
 /* Upstream YOLOv5's palette, so that yolose's pictures look like the ones
  * its users know. */
 static const guint32 palette[] = {
-  0xFF3838, 0xFF9D97, 0xFF701F, 0xFFB21D, 0xCFD231, 0x48F90A, 0x92CC17,
-  0x3DDB86, 0x1A9334, 0x00D4BB, 0x2C99A8, 0x00C2FF, 0x344593, 0x6473FF,
-  0x0018EC, 0x8438FF, 0x520085, 0xCB38FF, 0xFF95C8, 0xFF37C7,
+  0xFF3838,
+  0xFF9D97,
+  0xFF701F,
+  0xFFB21D,
+  0xCFD231,
+  0x48F90A,
+  0x92CC17,
+  0x3DDB86,
+  0x1A9334,
+  0x00D4BB,
+  0x2C99A8,
+  0x00C2FF,
+  0x344593,
+  0x6473FF,
+  0x0018EC,
+  0x8438FF,
+  0x520085,
+  0xCB38FF,
+  0xFF95C8,
+  0xFF37C7,
 };
 
 guint32
@@ -85,7 +102,7 @@ auto_font_px (int width, int height)
 
 static void
 caption_text (const GstYoloseBox *box, const GstYoloseOverlayStyle *style,
-              gchar *text, gsize size)
+    gchar *text, gsize size)
 {
   const gchar *label = g_quark_to_string (box->label);
 
@@ -103,7 +120,7 @@ caption_text (const GstYoloseBox *box, const GstYoloseOverlayStyle *style,
  * always inside the frame. */
 static void
 place_caption (GstYoloseOverlay *overlay, const GstYoloseBox *box, int frame_w,
-               int frame_h, Caption *cap)
+    int frame_h, Caption *cap)
 {
   int tw, th;
   int pad = MAX (1, overlay->font_px / 6);
@@ -137,7 +154,7 @@ static void
 set_colour (cairo_t *cr, guint32 rgb)
 {
   cairo_set_source_rgb (cr, ((rgb >> 16) & 0xff) / 255.0,
-                        ((rgb >> 8) & 0xff) / 255.0, (rgb & 0xff) / 255.0);
+      ((rgb >> 8) & 0xff) / 255.0, (rgb & 0xff) / 255.0);
 }
 
 static void
@@ -151,7 +168,7 @@ draw_box (cairo_t *cr, const GstYoloseBox *box, int line_width)
 
 static void
 draw_caption (GstYoloseOverlay *overlay, cairo_t *cr, const GstYoloseBox *box,
-              const Caption *cap)
+    const Caption *cap)
 {
   int pad = MAX (1, overlay->font_px / 6);
 
@@ -177,7 +194,7 @@ typedef struct {
 
 static GstBuffer *
 render_piece (GstYoloseOverlay *overlay, const Piece *piece,
-              const GstYoloseBox *boxes, const Caption *caps, int line_width)
+    const GstYoloseBox *boxes, const Caption *caps, int line_width)
 {
   const Area *area = &piece->area;
   int w = area->x1 - area->x0, h = area->y1 - area->y0;
@@ -196,7 +213,7 @@ render_piece (GstYoloseOverlay *overlay, const Piece *piece,
   }
   memset (map.data, 0, map.size);
   surface = cairo_image_surface_create_for_data (map.data, CAIRO_FORMAT_ARGB32,
-                                                 w, h, stride);
+      w, h, stride);
   cr = cairo_create (surface);
   pango_cairo_update_context (cr, overlay->context);
   cairo_translate (cr, -area->x0, -area->y0);
@@ -209,19 +226,16 @@ render_piece (GstYoloseOverlay *overlay, const Piece *piece,
   gst_buffer_unmap (buf, &map);
 
   gst_buffer_add_video_meta_full (buf, GST_VIDEO_FRAME_FLAG_NONE,
-                                  GST_VIDEO_OVERLAY_COMPOSITION_FORMAT_RGB, w,
-                                  h, 1, offset, strides);
+      GST_VIDEO_OVERLAY_COMPOSITION_FORMAT_RGB, w, h, 1, offset, strides);
   return buf;
 }
 
 static void
 add_piece (GArray *pieces, int x0, int y0, int x1, int y1, int fw, int fh,
-           guint box, gboolean draws_box, gboolean draws_caption)
+    guint box, gboolean draws_box, gboolean draws_caption)
 {
-  Piece p = { { MAX (x0, 0), MAX (y0, 0), MIN (x1, fw), MIN (y1, fh) },
-              box,
-              draws_box,
-              draws_caption };
+  Piece p = { { MAX (x0, 0), MAX (y0, 0), MIN (x1, fw), MIN (y1, fh) }, box,
+    draws_box, draws_caption };
 
   if (p.area.x1 > p.area.x0 && p.area.y1 > p.area.y0)
     g_array_append_val (pieces, p);
@@ -237,7 +251,7 @@ area_size (int x0, int y0, int x1, int y1)
  * its caption apart for a large one (then far fewer pixels to blend). */
 static void
 plan_box (GArray *pieces, const GstYoloseBox *b, const Caption *cap, guint i,
-          int margin, int fw, int fh)
+    int margin, int fw, int fh)
 {
   int x0 = (int)floorf (b->x1), y0 = (int)floorf (b->y1);
   int x1 = (int)ceilf (b->x2), y1 = (int)ceilf (b->y2);
@@ -248,31 +262,31 @@ plan_box (GArray *pieces, const GstYoloseBox *b, const Caption *cap, guint i,
   if (has_caption)
     area_add (&whole, cap->x, cap->y, cap->x + cap->w, cap->y + cap->h);
   strips = 2 * area_size (x0 - margin, 0, x1 + margin, 2 * margin)
-           + 2 * area_size (0, y0 + margin, 2 * margin, y1 - margin)
-           + (has_caption ? area_size (0, 0, cap->w, cap->h) : 0);
+      + 2 * area_size (0, y0 + margin, 2 * margin, y1 - margin)
+      + (has_caption ? area_size (0, 0, cap->w, cap->h) : 0);
   if (area_size (whole.x0, whole.y0, whole.x1, whole.y1) <= 2 * strips) {
     add_piece (pieces, whole.x0, whole.y0, whole.x1, whole.y1, fw, fh, i, TRUE,
-               has_caption);
+        has_caption);
     return;
   }
   add_piece (pieces, x0 - margin, y0 - margin, x1 + margin, y0 + margin, fw, fh,
-             i, TRUE, FALSE);
+      i, TRUE, FALSE);
   add_piece (pieces, x0 - margin, y1 - margin, x1 + margin, y1 + margin, fw, fh,
-             i, TRUE, FALSE);
+      i, TRUE, FALSE);
   add_piece (pieces, x0 - margin, y0 + margin, x0 + margin, y1 - margin, fw, fh,
-             i, TRUE, FALSE);
+      i, TRUE, FALSE);
   add_piece (pieces, x1 - margin, y0 + margin, x1 + margin, y1 - margin, fw, fh,
-             i, TRUE, FALSE);
+      i, TRUE, FALSE);
   if (has_caption)
     add_piece (pieces, cap->x, cap->y, cap->x + cap->w, cap->y + cap->h, fw, fh,
-               i, FALSE, TRUE);
+        i, FALSE, TRUE);
 }
 
 /* Blends every piece in one composition. */
 static gboolean
 blend_pieces (GstYoloseOverlay *overlay, GstVideoFrame *frame,
-              const GArray *pieces, const GstYoloseBox *boxes,
-              const Caption *caps, int line_width)
+    const GArray *pieces, const GstYoloseBox *boxes, const Caption *caps,
+    int line_width)
 {
   GstVideoOverlayComposition *comp = NULL;
   gboolean ok = TRUE;
@@ -286,9 +300,8 @@ blend_pieces (GstYoloseOverlay *overlay, GstVideoFrame *frame,
       ok = FALSE;
       break;
     }
-    rect = gst_video_overlay_rectangle_new_raw (
-        pixels, p->area.x0, p->area.y0, p->area.x1 - p->area.x0,
-        p->area.y1 - p->area.y0,
+    rect = gst_video_overlay_rectangle_new_raw (pixels, p->area.x0, p->area.y0,
+        p->area.x1 - p->area.x0, p->area.y1 - p->area.y0,
         GST_VIDEO_OVERLAY_FORMAT_FLAG_PREMULTIPLIED_ALPHA);
     gst_buffer_unref (pixels);
     if (comp == NULL)
@@ -306,8 +319,8 @@ blend_pieces (GstYoloseOverlay *overlay, GstVideoFrame *frame,
 
 gboolean
 gst_yolose_overlay_draw (GstYoloseOverlay *overlay, GstVideoFrame *frame,
-                         const GstYoloseBox *boxes, guint n_boxes,
-                         const GstYoloseOverlayStyle *style)
+    const GstYoloseBox *boxes, guint n_boxes,
+    const GstYoloseOverlayStyle *style)
 {
   int fw = GST_VIDEO_FRAME_WIDTH (frame), fh = GST_VIDEO_FRAME_HEIGHT (frame);
   int line_width

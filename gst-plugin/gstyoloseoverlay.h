@@ -31,9 +31,8 @@ guint32 gst_yolose_overlay_class_colour (int class_id);
  * writing.  Returns FALSE only when GStreamer could not blend into the
  * frame's format. */
 gboolean gst_yolose_overlay_draw (GstYoloseOverlay *overlay,
-                                  GstVideoFrame *frame,
-                                  const GstYoloseBox *boxes, guint n_boxes,
-                                  const GstYoloseOverlayStyle *style);
+    GstVideoFrame *frame, const GstYoloseBox *boxes, guint n_boxes,
+    const GstYoloseOverlayStyle *style);
 
 G_END_DECLS
 

@@ -85,7 +85,7 @@ worker_loop (gpointer data)
 
 GstYoloseWorker *
 gst_yolose_worker_new (GstYoloseWorkerFunc func, gpointer user_data,
-                       GError **error)
+    GError **error)
 {
   GstYoloseWorker *worker = g_new0 (GstYoloseWorker, 1);
 
@@ -149,7 +149,7 @@ take_copy_buffer (GstYoloseWorker *worker, gsize size)
 
 gboolean
 gst_yolose_worker_submit (GstYoloseWorker *worker, const GstVideoFrame *frame,
-                          GstClockTime pts)
+    GstClockTime pts)
 {
   const GstVideoInfo *info = &frame->info;
   GstBuffer *buffer = take_copy_buffer (worker, GST_VIDEO_INFO_SIZE (info));
@@ -199,7 +199,7 @@ gst_yolose_worker_flush (GstYoloseWorker *worker)
 
 gboolean
 gst_yolose_worker_take_newer (GstYoloseWorker *worker, guint64 *serial,
-                              GArray *boxes, GstClockTime *pts)
+    GArray *boxes, GstClockTime *pts)
 {
   gboolean newer;
 

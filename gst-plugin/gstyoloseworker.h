@@ -19,17 +19,16 @@ typedef struct _GstYoloseWorker GstYoloseWorker;
 /* Runs on the worker thread: detect on @frame and append GstYoloseBox
  * entries to @boxes (empty on entry). */
 typedef void (*GstYoloseWorkerFunc) (const GstVideoFrame *frame, GArray *boxes,
-                                     gpointer user_data);
+    gpointer user_data);
 
 GstYoloseWorker *gst_yolose_worker_new (GstYoloseWorkerFunc func,
-                                        gpointer user_data, GError **error);
+    gpointer user_data, GError **error);
 /* Stops the thread (after the detection it may be running) and frees. */
 void gst_yolose_worker_free (GstYoloseWorker *worker);
 
 /* Copies @frame for the worker, replacing a frame still waiting. */
 gboolean gst_yolose_worker_submit (GstYoloseWorker *worker,
-                                   const GstVideoFrame *frame,
-                                   GstClockTime pts);
+    const GstVideoFrame *frame, GstClockTime pts);
 
 /* Forgets the waiting frame and every result from before: after a flush or
  * a caps change old boxes no longer belong to the picture. */
@@ -39,7 +38,7 @@ void gst_yolose_worker_flush (GstYoloseWorker *worker);
  * @pts to the timestamp of the frame they were found on, updates @serial
  * and returns TRUE. */
 gboolean gst_yolose_worker_take_newer (GstYoloseWorker *worker, guint64 *serial,
-                                       GArray *boxes, GstClockTime *pts);
+    GArray *boxes, GstClockTime *pts);
 
 G_END_DECLS
 

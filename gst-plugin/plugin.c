@@ -20,6 +20,5 @@ plugin_init (GstPlugin *plugin)
 #endif
 
 GST_PLUGIN_DEFINE (GST_VERSION_MAJOR, GST_VERSION_MINOR, yolose,
-                   "YOLOv5 (+SE) object detection on the CPU", plugin_init,
-                   YOLOSE_VERSION, "LGPL", "yolose",
-                   "https://github.com/yolose/yolose")
+    "YOLOv5 (+SE) object detection on the CPU", plugin_init, YOLOSE_VERSION,
+    "LGPL", "yolose", "https://github.com/yolose/yolose")

@@ -69,7 +69,7 @@ check_options (const DetectOptions *opt, GError **error)
   else if (opt->threads < 0)
     problem = "--threads must be 0 (all cores) or more";
   else if (opt->kernels != NULL
-           && !g_strv_contains (kernel_names, opt->kernels))
+      && !g_strv_contains (kernel_names, opt->kernels))
     problem = "--kernels must be auto, generic or avx2";
   else if (opt->max_det < 1)
     problem = "--max-det must be at least 1";
@@ -81,7 +81,7 @@ check_options (const DetectOptions *opt, GError **error)
     problem = "no picture given (or use --raw-input or --info)";
   if (problem != NULL) {
     g_set_error_literal (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                         problem);
+        problem);
     return FALSE;
   }
   return TRUE;
@@ -90,32 +90,31 @@ check_options (const DetectOptions *opt, GError **error)
 static gboolean
 parse_options (int argc, char **argv, DetectOptions *opt, GError **error)
 {
-  GOptionEntry entries[]
-      = { { "model", 'm', 0, G_OPTION_ARG_FILENAME, &opt->model,
-            "Upstream YOLOv5 checkpoint (.pt)", "M.pt" },
-          { "conf", 'c', 0, G_OPTION_ARG_DOUBLE, &opt->conf,
-            "Confidence threshold (default 0.25)", "C" },
-          { "iou", 'u', 0, G_OPTION_ARG_DOUBLE, &opt->iou,
-            "NMS IoU threshold (default 0.45)", "U" },
-          { "size", 's', 0, G_OPTION_ARG_INT, &opt->size,
-            "Network input size, a multiple of 32 (default 640)", "S" },
-          { "threads", 't', 0, G_OPTION_ARG_INT, &opt->threads,
-            "Threads (default 0 = all cores)", "N" },
-          { "max-det", 'd', 0, G_OPTION_ARG_INT, &opt->max_det,
-            "Most detections per picture (default 300)", "K" },
-          { "kernels", 'k', 0, G_OPTION_ARG_STRING, &opt->kernels,
-            "Kernel table: auto, generic or avx2", "NAME" },
-          { "raw-input", 0, 0, G_OPTION_ARG_FILENAME, &opt->raw_input,
-            "Run the network on this 1 x 3 x S x S float32 tensor", "IN.f32" },
-          { "raw-output", 0, 0, G_OPTION_ARG_FILENAME, &opt->raw_output,
-            "Write the network's rows x (5 + classes) float32 output here",
-            "OUT.f32" },
-          { "info", 'i', 0, G_OPTION_ARG_NONE, &opt->info,
-            "Print the architecture (layers, parameters, GFLOPs, classes)",
-            NULL },
-          { G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &opt->images,
-            NULL, "IMAGE..." },
-          { NULL } };
+  GOptionEntry entries[] = { { "model", 'm', 0, G_OPTION_ARG_FILENAME,
+                                 &opt->model,
+                                 "Upstream YOLOv5 checkpoint (.pt)", "M.pt" },
+    { "conf", 'c', 0, G_OPTION_ARG_DOUBLE, &opt->conf,
+        "Confidence threshold (default 0.25)", "C" },
+    { "iou", 'u', 0, G_OPTION_ARG_DOUBLE, &opt->iou,
+        "NMS IoU threshold (default 0.45)", "U" },
+    { "size", 's', 0, G_OPTION_ARG_INT, &opt->size,
+        "Network input size, a multiple of 32 (default 640)", "S" },
+    { "threads", 't', 0, G_OPTION_ARG_INT, &opt->threads,
+        "Threads (default 0 = all cores)", "N" },
+    { "max-det", 'd', 0, G_OPTION_ARG_INT, &opt->max_det,
+        "Most detections per picture (default 300)", "K" },
+    { "kernels", 'k', 0, G_OPTION_ARG_STRING, &opt->kernels,
+        "Kernel table: auto, generic or avx2", "NAME" },
+    { "raw-input", 0, 0, G_OPTION_ARG_FILENAME, &opt->raw_input,
+        "Run the network on this 1 x 3 x S x S float32 tensor", "IN.f32" },
+    { "raw-output", 0, 0, G_OPTION_ARG_FILENAME, &opt->raw_output,
+        "Write the network's rows x (5 + classes) float32 output here",
+        "OUT.f32" },
+    { "info", 'i', 0, G_OPTION_ARG_NONE, &opt->info,
+        "Print the architecture (layers, parameters, GFLOPs, classes)", NULL },
+    { G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &opt->images, NULL,
+        "IMAGE..." },
+    { NULL } };
   GOptionContext *ctx
       = g_option_context_new ("- detect objects with an upstream YOLOv5 model");
   gboolean ok;
@@ -126,7 +125,7 @@ parse_options (int argc, char **argv, DetectOptions *opt, GError **error)
   opt->max_det = YOLOSE_DEFAULT_MAX_DETECTIONS;
   g_option_context_add_main_entries (ctx, entries, NULL);
   ok = g_option_context_parse (ctx, &argc, &argv, error)
-       && check_options (opt, error);
+      && check_options (opt, error);
   g_option_context_free (ctx);
   return ok;
 }
@@ -138,12 +137,12 @@ parse_options (int argc, char **argv, DetectOptions *opt, GError **error)
  * every platform yolose runs on). */
 static gboolean
 run_raw (YoloseDetector *det, const char *in_path, const char *out_path,
-         GError **error)
+    GError **error)
 {
   int s = yolose_detector_get_input_size (det);
   gsize want = 3 * (gsize)s * s * sizeof (float);
   gsize out_size = yolose_detector_get_output_rows (det)
-                   * yolose_detector_get_output_cols (det) * sizeof (float);
+      * yolose_detector_get_output_cols (det) * sizeof (float);
   char *contents = NULL;
   gsize length = 0;
   const float *out;
@@ -152,9 +151,9 @@ run_raw (YoloseDetector *det, const char *in_path, const char *out_path,
     return FALSE;
   if (length != want) {
     g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-                 "%s: %" G_GSIZE_FORMAT " bytes, but a 1 x 3 x %d x %d float32 "
-                 "tensor is %" G_GSIZE_FORMAT,
-                 in_path, length, s, s, want);
+        "%s: %" G_GSIZE_FORMAT " bytes, but a 1 x 3 x %d x %d float32 "
+        "tensor is %" G_GSIZE_FORMAT,
+        in_path, length, s, s, want);
     g_free (contents);
     return FALSE;
   }
@@ -181,7 +180,7 @@ load_picture (const char *path, GError **error)
       || gdk_pixbuf_get_bits_per_sample (upright) != 8
       || gdk_pixbuf_get_n_channels (upright) < 3) {
     g_set_error (error, GDK_PIXBUF_ERROR, GDK_PIXBUF_ERROR_UNKNOWN_TYPE,
-                 "%s: decoded to an unsupported pixel format", path);
+        "%s: decoded to an unsupported pixel format", path);
     g_object_unref (upright);
     return NULL;
   }
@@ -193,15 +192,15 @@ load_picture (const char *path, GError **error)
 static void
 image_from_pixbuf (GdkPixbuf *pixbuf, YoloseImage *image)
 {
-  yolose_image_init_rgb (
-      image, gdk_pixbuf_read_pixels (pixbuf), gdk_pixbuf_get_width (pixbuf),
-      gdk_pixbuf_get_height (pixbuf), gdk_pixbuf_get_rowstride (pixbuf));
+  yolose_image_init_rgb (image, gdk_pixbuf_read_pixels (pixbuf),
+      gdk_pixbuf_get_width (pixbuf), gdk_pixbuf_get_height (pixbuf),
+      gdk_pixbuf_get_rowstride (pixbuf));
   image->pixel_stride = gdk_pixbuf_get_n_channels (pixbuf);
 }
 
 static void
 add_detection (JsonBuilder *b, const YoloseDetector *det,
-               const YoloseDetection *d)
+    const YoloseDetection *d)
 {
   const char *label = yolose_detector_get_class_name (det, d->class_id);
   char id_label[16];
@@ -230,7 +229,7 @@ add_detection (JsonBuilder *b, const YoloseDetector *det,
 
 static void
 print_result (const char *path, const YoloseImage *image,
-              const YoloseDetector *det, const YoloseDetection *dets, gsize n)
+    const YoloseDetector *det, const YoloseDetection *dets, gsize n)
 {
   JsonBuilder *b = json_builder_new ();
   JsonGenerator *gen = json_generator_new ();
@@ -264,7 +263,7 @@ print_result (const char *path, const YoloseImage *image,
 
 static gboolean
 detect_picture (YoloseDetector *det, const DetectOptions *opt, const char *path,
-                YoloseDetection *dets, GError **error)
+    YoloseDetection *dets, GError **error)
 {
   GdkPixbuf *pixbuf = load_picture (path, error);
   YoloseNmsParams params;
@@ -337,7 +336,7 @@ main (int argc, char **argv)
   det = open_detector (&opt, &error);
   if (det == NULL) {
     fprintf (stderr, "yolose-detect: cannot load the model: %s\n",
-             error->message);
+        error->message);
     g_error_free (error);
     detect_options_clear (&opt);
     return EXIT_FAILURE;

@@ -151,8 +151,8 @@ check_options (const MonitorOptions *opt, GError **error)
   else if (opt->threads < 0)
     problem = "--threads must be 0 (all cores) or more";
   else if (opt->input_size != 0
-           && (opt->input_size < 32 || opt->input_size > 4096
-               || opt->input_size % 32 != 0))
+      && (opt->input_size < 32 || opt->input_size > 4096
+          || opt->input_size % 32 != 0))
     problem = "--input-size must be a multiple of 32 from 32 to 4096";
   else if (!(opt->timeout_s > 0.0))
     problem = "--timeout must be more than 0 seconds";
@@ -164,7 +164,7 @@ check_options (const MonitorOptions *opt, GError **error)
     problem = "no source given";
   if (problem != NULL) {
     g_set_error_literal (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                         problem);
+        problem);
     return FALSE;
   }
   return TRUE;
@@ -175,41 +175,42 @@ parse_options (int argc, char **argv, MonitorOptions *opt, GError **error)
 {
   GOptionEntry entries[] = {
     { "model", 'm', 0, G_OPTION_ARG_FILENAME, &opt->model,
-      "Upstream YOLOv5 (+SE) checkpoint (.pt)", "M.pt" },
+        "Upstream YOLOv5 (+SE) checkpoint (.pt)", "M.pt" },
     { "output", 'o', 0, G_OPTION_ARG_FILENAME, &opt->output,
-      "Append the JSON lines to FILE (default -, standard output)", "FILE" },
+        "Append the JSON lines to FILE (default -, standard output)", "FILE" },
     { "conf", 'c', 0, G_OPTION_ARG_DOUBLE, &opt->conf,
-      "Confidence threshold (default 0.25)", "X" },
+        "Confidence threshold (default 0.25)", "X" },
     { "overlay-to", 0, 0, G_OPTION_ARG_FILENAME, &opt->overlay_dir,
-      "Save JPEG snapshots with the boxes drawn of frames with detections "
-      "into DIR",
-      "DIR" },
+        "Save JPEG snapshots with the boxes drawn of frames with detections "
+        "into DIR",
+        "DIR" },
     { "snapshot-interval", 0, 0, G_OPTION_ARG_DOUBLE, &opt->snapshot_interval_s,
-      "At most one snapshot per source every SEC seconds (default 1)", "SEC" },
+        "At most one snapshot per source every SEC seconds (default 1)",
+        "SEC" },
     { "max-snapshots", 0, 0, G_OPTION_ARG_INT, &opt->max_snapshots,
-      "Keep the newest N snapshots per source (default 100)", "N" },
+        "Keep the newest N snapshots per source (default 100)", "N" },
     { "threads", 't', 0, G_OPTION_ARG_INT, &opt->threads,
-      "CPU threads per source (default 0 = all cores)", "N" },
+        "CPU threads per source (default 0 = all cores)", "N" },
     { "input-size", 's', 0, G_OPTION_ARG_INT, &opt->input_size,
-      "Network input size, a multiple of 32 (default 640)", "S" },
+        "Network input size, a multiple of 32 (default 640)", "S" },
     { "timeout", 0, 0, G_OPTION_ARG_DOUBLE, &opt->timeout_s,
-      "A live source sending no frame for SEC seconds has dropped "
-      "(default 10)",
-      "SEC" },
+        "A live source sending no frame for SEC seconds has dropped "
+        "(default 10)",
+        "SEC" },
     { G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &opt->sources,
-      NULL, "SOURCE..." },
+        NULL, "SOURCE..." },
     { NULL },
   };
   GOptionContext *ctx = g_option_context_new (
       "- detect objects in cameras, RTSP streams and video files");
   gboolean ok;
 
-  g_option_context_set_summary (
-      ctx, "SOURCE is an rtsp:// URL, a V4L2 device (/dev/videoN), a video "
-           "file or URI, or a picture\nsequence such as photos/%04d.jpg. One "
-           "JSON line per processed frame:\n"
-           "{\"source\", \"pts\", \"wall_time\", \"detections\": "
-           "[{\"class_id\", \"label\", \"confidence\", \"box\"}]}");
+  g_option_context_set_summary (ctx,
+      "SOURCE is an rtsp:// URL, a V4L2 device (/dev/videoN), a video "
+      "file or URI, or a picture\nsequence such as photos/%04d.jpg. One "
+      "JSON line per processed frame:\n"
+      "{\"source\", \"pts\", \"wall_time\", \"detections\": "
+      "[{\"class_id\", \"label\", \"confidence\", \"box\"}]}");
   opt->conf = DEFAULT_CONF;
   opt->timeout_s = DEFAULT_TIMEOUT_S;
   opt->snapshot_interval_s = DEFAULT_SNAPSHOT_INTERVAL_S;
@@ -217,7 +218,7 @@ parse_options (int argc, char **argv, MonitorOptions *opt, GError **error)
   g_option_context_add_main_entries (ctx, entries, NULL);
   g_option_context_add_group (ctx, gst_init_get_option_group ());
   ok = g_option_context_parse (ctx, &argc, &argv, error)
-       && check_options (opt, error);
+      && check_options (opt, error);
   g_option_context_free (ctx);
   return ok;
 }
@@ -236,9 +237,8 @@ monitor_options_clear (MonitorOptions *opt)
 static gboolean
 scheme_is_live (const char *scheme)
 {
-  static const char *const live[]
-      = { "rtsp", "rtsps", "rtspt", "rtspu", "rtsph", "v4l2",
-          "udp",  "rtp",   "srt",   "rtmp",  NULL };
+  static const char *const live[] = { "rtsp", "rtsps", "rtspt", "rtspu",
+    "rtsph", "v4l2", "udp", "rtp", "srt", "rtmp", NULL };
 
   return g_strv_contains (live, scheme);
 }
@@ -313,7 +313,7 @@ classify_sequence (Source *src, GError **error)
     }
   }
   g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_NOENT,
-               "%s: no picture numbered 0 or 1 in this sequence", src->name);
+      "%s: no picture numbered 0 or 1 in this sequence", src->name);
   return FALSE;
 }
 
@@ -325,16 +325,16 @@ classify_uri (Source *src, GError **error)
 
   if (!gst_uri_protocol_is_supported (GST_URI_SRC, scheme)) {
     g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-                 "%s: no GStreamer element reads %s:// (for rtsp:// install "
-                 "gstreamer1.0-plugins-good)",
-                 src->name, scheme);
+        "%s: no GStreamer element reads %s:// (for rtsp:// install "
+        "gstreamer1.0-plugins-good)",
+        src->name, scheme);
     ok = FALSE;
   } else if (g_str_equal (scheme, "file")) {
     char *path = g_filename_from_uri (src->name, NULL, NULL);
 
     if (path == NULL || !g_file_test (path, G_FILE_TEST_IS_REGULAR)) {
       g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_NOENT, "%s: no such file",
-                   src->name);
+          src->name);
       ok = FALSE;
     }
     g_free (path);
@@ -359,7 +359,7 @@ classify_source (Source *src, GError **error)
   if (g_str_has_prefix (src->name, "/dev/video")) {
     if (!g_file_test (src->name, G_FILE_TEST_EXISTS)) {
       g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_NOENT,
-                   "%s: no such device", src->name);
+          "%s: no such device", src->name);
       return FALSE;
     }
     src->uri = g_strconcat ("v4l2://", src->name, NULL);
@@ -371,7 +371,7 @@ classify_source (Source *src, GError **error)
     return classify_sequence (src, error);
   if (!g_file_test (src->name, G_FILE_TEST_IS_REGULAR)) {
     g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_NOENT, "%s: no such file",
-                 src->name);
+        src->name);
     return FALSE;
   }
   src->uri = gst_filename_to_uri (src->name, error);
@@ -408,7 +408,7 @@ source_free (Source *src)
 
 static void
 add_box (JsonBuilder *b, GstVideoRegionOfInterestMeta *roi, int width,
-         int height)
+    int height)
 {
   GstStructure *s
       = gst_video_region_of_interest_meta_get_param (roi, "detection");
@@ -456,7 +456,7 @@ add_box (JsonBuilder *b, GstVideoRegionOfInterestMeta *roi, int width,
  * detections in it. */
 static char *
 frame_json (const Source *src, GstBuffer *buf, const GstVideoInfo *info,
-            guint *n_boxes)
+    guint *n_boxes)
 {
   JsonBuilder *b = json_builder_new ();
   JsonGenerator *gen = json_generator_new ();
@@ -478,11 +478,11 @@ frame_json (const Source *src, GstBuffer *buf, const GstVideoInfo *info,
   json_builder_add_double_value (b, g_get_real_time () / 1e6);
   json_builder_set_member_name (b, "detections");
   json_builder_begin_array (b);
-  while ((meta = gst_buffer_iterate_meta_filtered (
-              buf, &state, GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE))
-         != NULL) {
+  while ((meta = gst_buffer_iterate_meta_filtered (buf, &state,
+              GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE))
+      != NULL) {
     add_box (b, (GstVideoRegionOfInterestMeta *)meta,
-             GST_VIDEO_INFO_WIDTH (info), GST_VIDEO_INFO_HEIGHT (info));
+        GST_VIDEO_INFO_WIDTH (info), GST_VIDEO_INFO_HEIGHT (info));
     (*n_boxes)++;
   }
   json_builder_end_array (b);
@@ -505,7 +505,7 @@ write_line (Monitor *monitor, const char *line)
   g_mutex_lock (&monitor->out_lock);
   /* Flushed line by line: whoever reads the stream sees each frame now. */
   ok = fputs (line, monitor->out) >= 0 && fputc ('\n', monitor->out) != EOF
-       && fflush (monitor->out) == 0;
+      && fflush (monitor->out) == 0;
   g_mutex_unlock (&monitor->out_lock);
   if (!ok)
     g_atomic_int_set (&monitor->output_failed, 1);
@@ -528,7 +528,7 @@ write_jpeg (GstBuffer *buf, GstCaps *caps, const char *path, GError **error)
     return FALSE;
   if (!gst_buffer_map (gst_sample_get_buffer (encoded), &map, GST_MAP_READ)) {
     g_set_error_literal (error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_FAILED,
-                         "cannot read the encoded picture");
+        "cannot read the encoded picture");
     gst_sample_unref (encoded);
     return FALSE;
   }
@@ -543,7 +543,7 @@ write_jpeg (GstBuffer *buf, GstCaps *caps, const char *path, GError **error)
  * outside the lock: the main loop's watchdog takes it too. */
 static void
 maybe_save_snapshot (Source *src, GstPad *pad, GstBuffer *buf, guint n_boxes,
-                     gint64 now)
+    gint64 now)
 {
   const MonitorOptions *opt = &src->monitor->opt;
   char *name, *path;
@@ -556,7 +556,7 @@ maybe_save_snapshot (Source *src, GstPad *pad, GstBuffer *buf, guint n_boxes,
     return;
   g_mutex_lock (&src->lock);
   due = src->last_snapshot_us == 0
-        || now - src->last_snapshot_us >= opt->snapshot_interval_s * 1e6;
+      || now - src->last_snapshot_us >= opt->snapshot_interval_s * 1e6;
   if (due)
     src->last_snapshot_us = now;
   serial = src->snapshots;
@@ -565,7 +565,7 @@ maybe_save_snapshot (Source *src, GstPad *pad, GstBuffer *buf, guint n_boxes,
     return;
 
   name = g_strdup_printf ("source%u-%06" G_GUINT64_FORMAT ".jpg", src->number,
-                          serial);
+      serial);
   path = g_build_filename (opt->overlay_dir, name, NULL);
   g_free (name);
   if (!write_jpeg (buf, caps, path, &error)) {
@@ -580,8 +580,8 @@ maybe_save_snapshot (Source *src, GstPad *pad, GstBuffer *buf, guint n_boxes,
   g_mutex_lock (&src->lock);
   src->snapshots++;
   g_queue_push_tail (&src->snapshot_paths, path);
-  while (g_queue_get_length (&src->snapshot_paths)
-         > (guint)opt->max_snapshots) {
+  while (
+      g_queue_get_length (&src->snapshot_paths) > (guint)opt->max_snapshots) {
     char *oldest = g_queue_pop_head (&src->snapshot_paths);
     g_unlink (oldest);
     g_free (oldest);
@@ -635,15 +635,13 @@ make_yolose (const MonitorOptions *opt, GError **error)
   GstElement *yolose = gst_element_factory_make ("yolose", NULL);
 
   if (yolose == NULL) {
-    g_set_error_literal (
-        error, GST_CORE_ERROR, GST_CORE_ERROR_MISSING_PLUGIN,
+    g_set_error_literal (error, GST_CORE_ERROR, GST_CORE_ERROR_MISSING_PLUGIN,
         "no GStreamer element \"yolose\": install the plugin or add the "
         "folder holding libgstyolose.so to GST_PLUGIN_PATH");
     return NULL;
   }
   g_object_set (yolose, "model", opt->model, "conf-threshold", (float)opt->conf,
-                "threads", opt->threads, "overlay", opt->overlay_dir != NULL,
-                NULL);
+      "threads", opt->threads, "overlay", opt->overlay_dir != NULL, NULL);
   if (opt->input_size != 0)
     g_object_set (yolose, "input-size", opt->input_size, NULL);
   return yolose;
@@ -656,9 +654,9 @@ make_element (const char *factory, GError **error)
 
   if (e == NULL)
     g_set_error (error, GST_CORE_ERROR, GST_CORE_ERROR_MISSING_PLUGIN,
-                 "no GStreamer element \"%s\" (gstreamer1.0-plugins-base "
-                 "and -good have it)",
-                 factory);
+        "no GStreamer element \"%s\" (gstreamer1.0-plugins-base "
+        "and -good have it)",
+        factory);
   return e;
 }
 
@@ -703,13 +701,13 @@ on_pad_added (GstElement *decoder, GstPad *pad, gpointer user_data)
 
 static void
 on_source_setup (GstElement *uridecodebin, GstElement *source,
-                 gpointer user_data)
+    gpointer user_data)
 {
   /* rtspsrc: a short jitter buffer that drops what comes too late rather
    * than growing while detection is slower than the camera. */
   if (g_str_equal (G_OBJECT_TYPE_NAME (source), "GstRTSPSrc"))
     g_object_set (source, "latency", (guint)RTSP_LATENCY_MS, "drop-on-latency",
-                  TRUE, NULL);
+        TRUE, NULL);
 }
 
 static GstElement *
@@ -723,7 +721,7 @@ make_decoder (Source *src, GError **error)
       return NULL;
     g_object_set (decoder, "uri", src->uri, NULL);
     g_signal_connect (decoder, "source-setup", G_CALLBACK (on_source_setup),
-                      src);
+        src);
   } else {
     decoder = make_element ("decodebin", error);
   }
@@ -745,10 +743,10 @@ make_sequence_reader (Source *src, GError **error)
   if (reader == NULL)
     return NULL;
   caps = gst_caps_new_simple (png ? "image/png" : "image/jpeg", "framerate",
-                              GST_TYPE_FRACTION, 1, 1, NULL);
+      GST_TYPE_FRACTION, 1, 1, NULL);
   g_object_set (reader, "location", src->pattern, "index",
-                (gint)src->pattern_start, "start-index",
-                (gint)src->pattern_start, "caps", caps, NULL);
+      (gint)src->pattern_start, "start-index", (gint)src->pattern_start, "caps",
+      caps, NULL);
   gst_caps_unref (caps);
   return reader;
 }
@@ -838,7 +836,7 @@ finish_source (Source *src, SourceState state, const char *why)
   teardown_pipeline (src);
   src->state = state;
   log_source (src, "%s: %s", state == SOURCE_FAILED ? "failed" : "finished",
-              why);
+      why);
   quit_when_all_done (src->monitor);
 }
 
@@ -850,7 +848,7 @@ on_retry (gpointer user_data)
   src->retry_timer = 0;
   src->reconnects++;
   log_source (src, "reconnecting (attempt %" G_GUINT64_FORMAT ")",
-              src->reconnects);
+      src->reconnects);
   start_source (src);
   return G_SOURCE_REMOVE;
 }
@@ -914,11 +912,10 @@ error_is_permanent (Source *src, GstMessage *msg, const GError *error)
   if (g_error_matches (error, GST_CORE_ERROR, GST_CORE_ERROR_MISSING_PLUGIN))
     return TRUE;
   return g_error_matches (error, GST_STREAM_ERROR,
-                          GST_STREAM_ERROR_CODEC_NOT_FOUND)
-         || g_error_matches (error, GST_STREAM_ERROR,
-                             GST_STREAM_ERROR_TYPE_NOT_FOUND)
-         || g_error_matches (error, GST_STREAM_ERROR,
-                             GST_STREAM_ERROR_WRONG_TYPE);
+             GST_STREAM_ERROR_CODEC_NOT_FOUND)
+      || g_error_matches (error, GST_STREAM_ERROR,
+          GST_STREAM_ERROR_TYPE_NOT_FOUND)
+      || g_error_matches (error, GST_STREAM_ERROR, GST_STREAM_ERROR_WRONG_TYPE);
 }
 
 static void
@@ -930,8 +927,7 @@ handle_error (Source *src, GstMessage *msg)
   gst_message_parse_error (msg, &error, &debug);
   tail = debug_tail (debug);
   why = g_strdup_printf ("error from %s: %s%s%s%s", GST_MESSAGE_SRC_NAME (msg),
-                         error->message, tail ? " (" : "", tail ? tail : "",
-                         tail ? ")" : "");
+      error->message, tail ? " (" : "", tail ? tail : "", tail ? ")" : "");
   if (error_is_permanent (src, msg, error))
     src->fatal = TRUE;
   source_ended (src, why, TRUE);
@@ -972,7 +968,7 @@ on_bus_message (GstBus *bus, GstMessage *msg, gpointer user_data)
     case GST_MESSAGE_WARNING:
       gst_message_parse_warning (msg, &warning, NULL);
       log_source (src, "warning from %s: %s", GST_MESSAGE_SRC_NAME (msg),
-                  warning->message);
+          warning->message);
       g_error_free (warning);
       break;
     case GST_MESSAGE_LATENCY:
@@ -1107,7 +1103,7 @@ check_model (const MonitorOptions *opt, GError **error)
       gst_message_unref (msg);
     } else {
       g_set_error (error, GST_CORE_ERROR, GST_CORE_ERROR_STATE_CHANGE,
-                   "yolose could not start with model %s", opt->model);
+          "yolose could not start with model %s", opt->model);
     }
     gst_object_unref (bus);
   }
@@ -1129,7 +1125,7 @@ open_output (Monitor *monitor, GError **error)
   if (monitor->out == NULL) {
     int saved = errno;
     g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (saved),
-                 "cannot open %s: %s", path, g_strerror (saved));
+        "cannot open %s: %s", path, g_strerror (saved));
     return FALSE;
   }
   return TRUE;
@@ -1151,7 +1147,7 @@ prepare (Monitor *monitor, GError **error)
       && g_mkdir_with_parents (opt->overlay_dir, 0755) != 0) {
     int saved = errno;
     g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (saved),
-                 "cannot create %s: %s", opt->overlay_dir, g_strerror (saved));
+        "cannot create %s: %s", opt->overlay_dir, g_strerror (saved));
     return FALSE;
   }
   return check_model (opt, error) && open_output (monitor, error);
@@ -1182,11 +1178,11 @@ print_summary (Monitor *monitor)
     Source *src = g_ptr_array_index (monitor->sources, i);
 
     log_source (src,
-                "summary: %" G_GUINT64_FORMAT " frames, %" G_GUINT64_FORMAT
-                " detections, %" G_GUINT64_FORMAT " drops, %" G_GUINT64_FORMAT
-                " reconnects, %" G_GUINT64_FORMAT " snapshots, %s",
-                src->frames, src->detections, src->drops, src->reconnects,
-                src->snapshots, state_name (src->state));
+        "summary: %" G_GUINT64_FORMAT " frames, %" G_GUINT64_FORMAT
+        " detections, %" G_GUINT64_FORMAT " drops, %" G_GUINT64_FORMAT
+        " reconnects, %" G_GUINT64_FORMAT " snapshots, %s",
+        src->frames, src->detections, src->drops, src->reconnects,
+        src->snapshots, state_name (src->state));
     if (src->state == SOURCE_FAILED)
       ok = FALSE;
   }

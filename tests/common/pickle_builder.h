@@ -237,8 +237,8 @@ pb_storage (GByteArray *b, const char *cls, const char *key, gint32 numel)
  * pickles an nn.Parameter. */
 static inline void
 pb_parameter (GByteArray *b, const char *cls, const char *key,
-              gint32 storage_numel, gint32 offset, int ndim,
-              const gint64 *sizes, const gint64 *strides)
+    gint32 storage_numel, gint32 offset, int ndim, const gint64 *sizes,
+    const gint64 *strides)
 {
   pb_global (b, "torch._utils", "_rebuild_parameter");
   pb_global (b, "torch._utils", "_rebuild_tensor_v2");

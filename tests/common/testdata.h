@@ -46,8 +46,8 @@ yolose_test_require_data (const char *first, ...)
     if (path == NULL) {
       const char *root = g_getenv ("YOLOSE_TESTDATA");
       printf ("SKIP: test data file '%s' not found (YOLOSE_TESTDATA=%s); "
-          "set YOLOSE_TESTDATA to the shared testdata folder\n", rel,
-          root ? root : "(unset)");
+              "set YOLOSE_TESTDATA to the shared testdata folder\n",
+          rel, root ? root : "(unset)");
       fflush (stdout);
       va_end (ap);
       exit (YOLOSE_TEST_SKIP);

@@ -115,7 +115,7 @@ build_zip (const Entry *entries, gsize n_entries, zip_int32_t method)
 
 static YoloseCheckpoint *
 open_zip (const Entry *entries, gsize n_entries, zip_int32_t method,
-          GError **error)
+    GError **error)
 {
   GBytes *bytes = build_zip (entries, n_entries, method);
   gsize len;
@@ -129,7 +129,7 @@ open_zip (const Entry *entries, gsize n_entries, zip_int32_t method,
 /* {'t': Parameter on storage '0' of class @cls}, STOP included. */
 static GByteArray *
 tensor_pickle (const char *cls, gint32 storage_numel, gint32 offset, int ndim,
-               const gint64 *sizes, const gint64 *strides)
+    const gint64 *sizes, const gint64 *strides)
 {
   GByteArray *b = g_byte_array_new ();
 
@@ -145,7 +145,7 @@ tensor_pickle (const char *cls, gint32 storage_numel, gint32 offset, int ndim,
 /* A checkpoint "ckpt/data.pkl" = @pickle, "ckpt/data/0" = @storage. */
 static YoloseCheckpoint *
 open_tensor_zip (GByteArray *pickle, const void *storage, gsize storage_len,
-                 zip_int32_t method)
+    zip_int32_t method)
 {
   Entry entries[] = {
     { "ckpt/data.pkl", pickle->data, pickle->len },
@@ -176,7 +176,7 @@ the_tensor (YoloseCheckpoint *ckpt)
  * message contains @part. */
 static void
 assert_tensor_fails (YoloseCheckpoint *ckpt, const YolosePyValue *t, int code,
-                     const char *part)
+    const char *part)
 {
   GError *error = NULL;
   float *data = yolose_checkpoint_tensor_f32 (ckpt, t, &error);
@@ -184,10 +184,9 @@ assert_tensor_fails (YoloseCheckpoint *ckpt, const YolosePyValue *t, int code,
   ck_assert_msg (data == NULL, "a bad tensor was read");
   ck_assert_ptr_nonnull (error);
   ck_assert_msg (g_error_matches (error, YOLOSE_CHECKPOINT_ERROR, code),
-                 "code %d instead of %d: %s", error->code, code,
-                 error->message);
+      "code %d instead of %d: %s", error->code, code, error->message);
   ck_assert_msg (strstr (error->message, part) != NULL, "'%s' not in '%s'",
-                 part, error->message);
+      part, error->message);
   g_error_free (error);
 }
 
@@ -199,10 +198,9 @@ assert_open_fails (const Entry *entries, gsize n, int code, const char *part)
 
   ck_assert_msg (ckpt == NULL, "a bad archive was opened");
   ck_assert_msg (g_error_matches (error, YOLOSE_CHECKPOINT_ERROR, code),
-                 "code %d instead of %d: %s", error->code, code,
-                 error->message);
+      "code %d instead of %d: %s", error->code, code, error->message);
   ck_assert_msg (strstr (error->message, part) != NULL, "'%s' not in '%s'",
-                 part, error->message);
+      part, error->message);
   g_error_free (error);
 }
 
@@ -225,7 +223,7 @@ START_TEST (test_real_first_conv)
 
   ck_assert_msg (ckpt != NULL, "%s", error ? error->message : "");
   printf ("%s: opened in %.1f ms\n", real_models[_i],
-          (g_get_monotonic_time () - t0) / 1000.0);
+      (g_get_monotonic_time () - t0) / 1000.0);
   root = yolose_checkpoint_root (ckpt);
   ck_assert_int_eq (root->kind, YOLOSE_PY_DICT);
   model = yolose_py_dict_get (root, "model");
@@ -234,7 +232,7 @@ START_TEST (test_real_first_conv)
   names = yolose_py_attr (model, "names");
   ck_assert_uint_eq (yolose_py_len (names), (gsize)nc);
   conv = yolose_py_attr (yolose_py_attr (yolose_py_attr (model, "model"), "0"),
-                         "conv");
+      "conv");
   ck_assert (yolose_py_is_class (conv, "torch.nn.modules.conv", "Conv2d"));
   w = yolose_py_attr (conv, "weight");
   ck_assert_ptr_nonnull (w);
@@ -258,8 +256,8 @@ START_TEST (test_real_first_conv)
     guint16 h = (guint16)(raw[2 * i] | raw[2 * i + 1] << 8);
     ck_assert_msg (isfinite (data[i]), "element %" G_GINT64_FORMAT, i);
     ck_assert_msg ((double)data[i] == reference_half (h),
-                   "element %" G_GINT64_FORMAT ": %.9g vs half 0x%04x = %.9g",
-                   i, data[i], h, reference_half (h));
+        "element %" G_GINT64_FORMAT ": %.9g vs half 0x%04x = %.9g", i, data[i],
+        h, reference_half (h));
   }
   g_free (raw);
   g_free (data);
@@ -346,8 +344,8 @@ START_TEST (test_real_every_tensor)
   ck_assert_int_eq (n_bad, 0);
   printf ("%s: %u tensors (%u int64 refused), %" G_GINT64_FORMAT
           " values converted in %.1f ms\n",
-          real_models[_i], tensors->len, n_int, total,
-          (g_get_monotonic_time () - t0) / 1000.0);
+      real_models[_i], tensors->len, n_int, total,
+      (g_get_monotonic_time () - t0) / 1000.0);
   g_ptr_array_free (tensors, TRUE);
   yolose_checkpoint_free (ckpt);
   g_free (path);
@@ -362,15 +360,15 @@ START_TEST (test_real_truncated)
   gsize len;
 
   ck_assert (g_file_get_contents (path, &contents, &len, NULL));
-  gsize cuts[] = { 1,       4,          30,        100,      1000,   82000,
-                   len / 2, len - 1000, len - 100, len - 22, len - 1 };
+  gsize cuts[] = { 1, 4, 30, 100, 1000, 82000, len / 2, len - 1000, len - 100,
+    len - 22, len - 1 };
   for (gsize i = 0; i < G_N_ELEMENTS (cuts); i++) {
     GError *error = NULL;
     YoloseCheckpoint *ckpt = yolose_checkpoint_open_bytes (
         (const guint8 *)contents, cuts[i], &error);
     ck_assert_msg (ckpt == NULL, "cut at %zu accepted", cuts[i]);
     ck_assert_msg (error != NULL && error->domain == YOLOSE_CHECKPOINT_ERROR,
-                   "cut at %zu", cuts[i]);
+        "cut at %zu", cuts[i]);
     g_error_free (error);
   }
   g_free (contents);
@@ -403,9 +401,9 @@ START_TEST (test_strided_f32)
   yolose_checkpoint_free (ckpt);
 
   ckpt = open_tensor_zip (tensor_pickle ("FloatStorage", 12, 5, 2,
-                                         (const gint64[]){ 2, 4 },
-                                         (const gint64[]){ 0, 2 }),
-                          storage, sizeof storage, ZIP_CM_DEFLATE);
+                              (const gint64[]){ 2, 4 },
+                              (const gint64[]){ 0, 2 }),
+      storage, sizeof storage, ZIP_CM_DEFLATE);
   data = yolose_checkpoint_tensor_f32 (ckpt, the_tensor (ckpt), NULL);
   ck_assert_ptr_nonnull (data);
   for (int j = 0; j < 4; j++) {
@@ -450,14 +448,14 @@ START_TEST (test_half_values)
   storage[2 * n - 2] = 0x00; /* nan */
   storage[2 * n - 1] = 0x7e;
   ckpt = open_tensor_zip (tensor_pickle ("HalfStorage", (gint32)n, 0, 1,
-                                         (const gint64[]){ (gint64)n },
-                                         (const gint64[]){ 1 }),
-                          storage, sizeof storage, ZIP_CM_STORE);
+                              (const gint64[]){ (gint64)n },
+                              (const gint64[]){ 1 }),
+      storage, sizeof storage, ZIP_CM_STORE);
   data = yolose_checkpoint_tensor_f32 (ckpt, the_tensor (ckpt), NULL);
   ck_assert_ptr_nonnull (data);
   for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
     ck_assert_msg (data[i] == cases[i].value, "half 0x%04x gave %.9g",
-                   cases[i].half, data[i]);
+        cases[i].half, data[i]);
   ck_assert (data[n - 2] == 0.0f && signbit (data[n - 2]));
   ck_assert (isnan (data[n - 1]));
   g_free (data);
@@ -474,9 +472,8 @@ START_TEST (test_bf16_and_f64)
   float *data;
 
   ckpt = open_tensor_zip (tensor_pickle ("BFloat16Storage", 3, 0, 1,
-                                         (const gint64[]){ 3 },
-                                         (const gint64[]){ 1 }),
-                          bf16, sizeof bf16, ZIP_CM_STORE);
+                              (const gint64[]){ 3 }, (const gint64[]){ 1 }),
+      bf16, sizeof bf16, ZIP_CM_STORE);
   data = yolose_checkpoint_tensor_f32 (ckpt, the_tensor (ckpt), NULL);
   ck_assert_ptr_nonnull (data);
   ck_assert_float_eq (data[0], 1.0f);
@@ -486,9 +483,8 @@ START_TEST (test_bf16_and_f64)
   yolose_checkpoint_free (ckpt);
 
   ckpt = open_tensor_zip (tensor_pickle ("DoubleStorage", 3, 0, 1,
-                                         (const gint64[]){ 3 },
-                                         (const gint64[]){ 1 }),
-                          f64, sizeof f64, ZIP_CM_STORE);
+                              (const gint64[]){ 3 }, (const gint64[]){ 1 }),
+      f64, sizeof f64, ZIP_CM_STORE);
   data = yolose_checkpoint_tensor_f32 (ckpt, the_tensor (ckpt), NULL);
   ck_assert_ptr_nonnull (data);
   ck_assert_float_eq (data[0], 0.1f);
@@ -508,7 +504,7 @@ START_TEST (test_scalar_and_empty)
   float *data;
 
   ckpt = open_tensor_zip (tensor_pickle ("FloatStorage", 2, 1, 0, NULL, NULL),
-                          storage, sizeof storage, ZIP_CM_STORE);
+      storage, sizeof storage, ZIP_CM_STORE);
   ck_assert_int_eq (yolose_tensor_numel (the_tensor (ckpt)), 1);
   data = yolose_checkpoint_tensor_f32 (ckpt, the_tensor (ckpt), NULL);
   ck_assert_ptr_nonnull (data);
@@ -518,9 +514,9 @@ START_TEST (test_scalar_and_empty)
 
   /* stride 1000 is harmless in a dimension of size 0 */
   ckpt = open_tensor_zip (tensor_pickle ("FloatStorage", 2, 0, 2,
-                                         (const gint64[]){ 0, 3 },
-                                         (const gint64[]){ 1000, 1 }),
-                          storage, sizeof storage, ZIP_CM_STORE);
+                              (const gint64[]){ 0, 3 },
+                              (const gint64[]){ 1000, 1 }),
+      storage, sizeof storage, ZIP_CM_STORE);
   ck_assert_int_eq (yolose_tensor_numel (the_tensor (ckpt)), 0);
   data = yolose_checkpoint_tensor_f32 (ckpt, the_tensor (ckpt), NULL);
   ck_assert_ptr_nonnull (data);
@@ -536,13 +532,13 @@ END_TEST
 START_TEST (test_storage_too_small)
 {
   static const guint8 storage[3456] = { 0 };
-  YoloseCheckpoint *ckpt = open_tensor_zip (
-      tensor_pickle ("HalfStorage", 3456, 0, 1, (const gint64[]){ 10 },
-                     (const gint64[]){ 1 }),
-      storage, sizeof storage, ZIP_CM_STORE);
+  YoloseCheckpoint *ckpt
+      = open_tensor_zip (tensor_pickle ("HalfStorage", 3456, 0, 1,
+                             (const gint64[]){ 10 }, (const gint64[]){ 1 }),
+          storage, sizeof storage, ZIP_CM_STORE);
 
   assert_tensor_fails (ckpt, the_tensor (ckpt), YOLOSE_CHECKPOINT_ERROR_TENSOR,
-                       "storage 'ckpt/data/0' has 3456 bytes, needs 6912");
+      "storage 'ckpt/data/0' has 3456 bytes, needs 6912");
   yolose_checkpoint_free (ckpt);
 }
 END_TEST
@@ -551,13 +547,13 @@ END_TEST
 START_TEST (test_view_out_of_bounds)
 {
   static const float storage[6] = { 0 };
-  YoloseCheckpoint *ckpt = open_tensor_zip (
-      tensor_pickle ("FloatStorage", 6, 1, 2, (const gint64[]){ 2, 3 },
-                     (const gint64[]){ 3, 1 }),
+  YoloseCheckpoint *ckpt = open_tensor_zip (tensor_pickle ("FloatStorage", 6, 1,
+                                                2, (const gint64[]){ 2, 3 },
+                                                (const gint64[]){ 3, 1 }),
       storage, sizeof storage, ZIP_CM_STORE);
 
   assert_tensor_fails (ckpt, the_tensor (ckpt), YOLOSE_CHECKPOINT_ERROR_TENSOR,
-                       "reaches element 6 of storage '0'");
+      "reaches element 6 of storage '0'");
   yolose_checkpoint_free (ckpt);
 }
 END_TEST
@@ -582,10 +578,10 @@ START_TEST (test_bad_strides)
 
   for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
     ckpt = open_tensor_zip (tensor_pickle ("FloatStorage", 4, cases[i].offset,
-                                           2, cases[i].sizes, cases[i].strides),
-                            storage, sizeof storage, ZIP_CM_STORE);
+                                2, cases[i].sizes, cases[i].strides),
+        storage, sizeof storage, ZIP_CM_STORE);
     assert_tensor_fails (ckpt, the_tensor (ckpt),
-                         YOLOSE_CHECKPOINT_ERROR_TENSOR, cases[i].message);
+        YOLOSE_CHECKPOINT_ERROR_TENSOR, cases[i].message);
     yolose_checkpoint_free (ckpt);
   }
 }
@@ -601,18 +597,17 @@ START_TEST (test_huge_shapes)
   YoloseCheckpoint *ckpt;
 
   ckpt = open_tensor_zip (tensor_pickle ("FloatStorage", 1, 0, 4, big, zero),
-                          storage, sizeof storage, ZIP_CM_STORE);
+      storage, sizeof storage, ZIP_CM_STORE);
   ck_assert_int_eq (yolose_tensor_numel (the_tensor (ckpt)), -1);
   assert_tensor_fails (ckpt, the_tensor (ckpt), YOLOSE_CHECKPOINT_ERROR_TENSOR,
-                       "elements");
+      "elements");
   yolose_checkpoint_free (ckpt);
 
   ckpt = open_tensor_zip (tensor_pickle ("FloatStorage", 1, 0, 2,
-                                         (const gint64[]){ 1 << 15, 1 << 14 },
-                                         zero),
-                          storage, sizeof storage, ZIP_CM_STORE);
+                              (const gint64[]){ 1 << 15, 1 << 14 }, zero),
+      storage, sizeof storage, ZIP_CM_STORE);
   assert_tensor_fails (ckpt, the_tensor (ckpt), YOLOSE_CHECKPOINT_ERROR_TENSOR,
-                       "more than 268435456 elements");
+      "more than 268435456 elements");
   yolose_checkpoint_free (ckpt);
 }
 END_TEST
@@ -621,17 +616,17 @@ END_TEST
 START_TEST (test_not_float_or_not_tensor)
 {
   static const gint64 storage[2] = { 1, 2 };
-  YoloseCheckpoint *ckpt = open_tensor_zip (
-      tensor_pickle ("LongStorage", 2, 0, 1, (const gint64[]){ 2 },
-                     (const gint64[]){ 1 }),
-      storage, sizeof storage, ZIP_CM_STORE);
+  YoloseCheckpoint *ckpt
+      = open_tensor_zip (tensor_pickle ("LongStorage", 2, 0, 1,
+                             (const gint64[]){ 2 }, (const gint64[]){ 1 }),
+          storage, sizeof storage, ZIP_CM_STORE);
 
   assert_tensor_fails (ckpt, the_tensor (ckpt), YOLOSE_CHECKPOINT_ERROR_TENSOR,
-                       "dtype int64");
+      "dtype int64");
   assert_tensor_fails (ckpt, yolose_checkpoint_root (ckpt),
-                       YOLOSE_CHECKPOINT_ERROR_TENSOR, "dict, not a tensor");
+      YOLOSE_CHECKPOINT_ERROR_TENSOR, "dict, not a tensor");
   assert_tensor_fails (ckpt, NULL, YOLOSE_CHECKPOINT_ERROR_TENSOR,
-                       "not a tensor");
+      "not a tensor");
   yolose_checkpoint_free (ckpt);
 }
 END_TEST
@@ -645,7 +640,7 @@ START_TEST (test_missing_storage)
 
   ck_assert_ptr_nonnull (ckpt);
   assert_tensor_fails (ckpt, the_tensor (ckpt), YOLOSE_CHECKPOINT_ERROR_LAYOUT,
-                       "no entry 'ckpt/data/0'");
+      "no entry 'ckpt/data/0'");
   yolose_checkpoint_free (ckpt);
   g_byte_array_unref (pickle);
 }
@@ -669,8 +664,8 @@ damage (GBytes *zip, const void *needle, gsize needle_len)
 START_TEST (test_damaged_entries)
 {
   static const float storage[4] = { 1.25f, 2.5f, -3.75f, 4.125f };
-  GByteArray *pickle = tensor_pickle (
-      "FloatStorage", 4, 0, 1, (const gint64[]){ 4 }, (const gint64[]){ 1 });
+  GByteArray *pickle = tensor_pickle ("FloatStorage", 4, 0, 1,
+      (const gint64[]){ 4 }, (const gint64[]){ 1 });
   const Entry entries[] = {
     { "ckpt/data.pkl", pickle->data, pickle->len },
     { "ckpt/data/0", storage, sizeof storage },
@@ -683,7 +678,7 @@ START_TEST (test_damaged_entries)
 
   ck_assert_msg (ckpt != NULL, "%s", error ? error->message : "");
   assert_tensor_fails (ckpt, the_tensor (ckpt), YOLOSE_CHECKPOINT_ERROR_LAYOUT,
-                       "reading 'ckpt/data/0' failed (CRC error)");
+      "reading 'ckpt/data/0' failed (CRC error)");
   yolose_checkpoint_free (ckpt);
   g_bytes_unref (zip);
 
@@ -691,7 +686,7 @@ START_TEST (test_damaged_entries)
   ck_assert_ptr_null (yolose_checkpoint_open_bytes (
       g_bytes_get_data (zip, NULL), g_bytes_get_size (zip), &error));
   ck_assert_msg (strstr (error->message, "reading 'ckpt/data.pkl' failed"),
-                 "%s", error->message);
+      "%s", error->message);
   g_clear_error (&error);
   g_bytes_unref (zip);
   g_byte_array_unref (pickle);
@@ -711,24 +706,24 @@ START_TEST (test_not_a_checkpoint)
   close (fd);
   ck_assert_ptr_null (yolose_checkpoint_open (tmp, &error));
   ck_assert (g_error_matches (error, YOLOSE_CHECKPOINT_ERROR,
-                              YOLOSE_CHECKPOINT_ERROR_NOT_ZIP));
+      YOLOSE_CHECKPOINT_ERROR_NOT_ZIP));
   ck_assert (strstr (error->message, tmp) && strstr (error->message, "empty"));
   g_clear_error (&error);
 
   ck_assert (g_file_set_contents (tmp,
-                                  "PK\3\4 but not really a zip file at "
-                                  "all, just some text",
-                                  -1, NULL));
+      "PK\3\4 but not really a zip file at "
+      "all, just some text",
+      -1, NULL));
   ck_assert_ptr_null (yolose_checkpoint_open (tmp, &error));
   ck_assert (g_error_matches (error, YOLOSE_CHECKPOINT_ERROR,
-                              YOLOSE_CHECKPOINT_ERROR_NOT_ZIP));
+      YOLOSE_CHECKPOINT_ERROR_NOT_ZIP));
   ck_assert (strstr (error->message, "not a zip archive"));
   g_clear_error (&error);
   g_unlink (tmp);
 
   ck_assert_ptr_null (yolose_checkpoint_open (tmp, &error));
   ck_assert (g_error_matches (error, YOLOSE_CHECKPOINT_ERROR,
-                              YOLOSE_CHECKPOINT_ERROR_OPEN));
+      YOLOSE_CHECKPOINT_ERROR_OPEN));
   ck_assert (strstr (error->message, tmp) != NULL);
   g_clear_error (&error);
   g_free (tmp);
@@ -755,11 +750,11 @@ START_TEST (test_pickle_entry_layout)
   YoloseCheckpoint *ckpt;
 
   assert_open_fails (no_pickle, 1, YOLOSE_CHECKPOINT_ERROR_LAYOUT,
-                     "no <folder>/data.pkl");
+      "no <folder>/data.pkl");
   assert_open_fails (root_pickle, 1, YOLOSE_CHECKPOINT_ERROR_LAYOUT,
-                     "no <folder>/data.pkl");
+      "no <folder>/data.pkl");
   assert_open_fails (nested_pickle, 1, YOLOSE_CHECKPOINT_ERROR_LAYOUT,
-                     "no <folder>/data.pkl");
+      "no <folder>/data.pkl");
   assert_open_fails (two_pickles, 2, YOLOSE_CHECKPOINT_ERROR_LAYOUT, "several");
   ckpt = open_zip (good, 1, ZIP_CM_DEFLATE, &error);
   ck_assert_msg (ckpt != NULL, "%s", error ? error->message : "");
@@ -774,8 +769,7 @@ START_TEST (test_bad_pickle_entry)
   static const guint8 inst[] = { 0x80, 2, 'i', 'o', 's', '\n' };
   const Entry entries[] = { { "x/data.pkl", inst, sizeof inst } };
 
-  assert_open_fails (
-      entries, 1, YOLOSE_CHECKPOINT_ERROR_LAYOUT,
+  assert_open_fails (entries, 1, YOLOSE_CHECKPOINT_ERROR_LAYOUT,
       "<memory>: x/data.pkl: unsupported pickle opcode 0x69 (INST) at "
       "offset 2");
 }
@@ -799,7 +793,7 @@ START_TEST (test_byteorder)
   entries[1].data = "big";
   entries[1].len = 3;
   assert_open_fails (entries, 3, YOLOSE_CHECKPOINT_ERROR_LAYOUT,
-                     "'big' byte order");
+      "'big' byte order");
   entries[1].data = "middle-endian-and-long";
   entries[1].len = 22;
   assert_open_fails (entries, 3, YOLOSE_CHECKPOINT_ERROR_LAYOUT, "byteorder");
@@ -810,8 +804,8 @@ END_TEST
 START_TEST (test_synthetic_truncated_everywhere)
 {
   static const float storage[4] = { 1, 2, 3, 4 };
-  GByteArray *pickle = tensor_pickle (
-      "FloatStorage", 4, 0, 1, (const gint64[]){ 4 }, (const gint64[]){ 1 });
+  GByteArray *pickle = tensor_pickle ("FloatStorage", 4, 0, 1,
+      (const gint64[]){ 4 }, (const gint64[]){ 1 });
   const Entry entries[] = {
     { "ckpt/data.pkl", pickle->data, pickle->len },
     { "ckpt/data/0", storage, sizeof storage },
@@ -861,9 +855,9 @@ checkpoint_suite (gboolean with_real_data)
 
   tcase_set_timeout (real, 300);
   tcase_add_loop_test (real, test_real_first_conv, 0,
-                       G_N_ELEMENTS (real_models));
+      G_N_ELEMENTS (real_models));
   tcase_add_loop_test (real, test_real_every_tensor, 0,
-                       G_N_ELEMENTS (real_models));
+      G_N_ELEMENTS (real_models));
   tcase_add_test (real, test_real_truncated);
   suite_add_tcase (s, real);
   return s;
@@ -889,6 +883,6 @@ main (void)
     return 1;
   /* The synthetic cases passed; without the models the run is a SKIP. */
   yolose_test_require_data (real_models[0], real_models[1], real_models[2],
-                            NULL);
+      NULL);
   return 0;
 }

@@ -52,9 +52,9 @@ run_tool (const char *first, ...)
   va_end (ap);
   g_ptr_array_add (argv, NULL);
   ck_assert_msg (g_spawn_sync (NULL, (char **)argv->pdata, NULL,
-                               G_SPAWN_DEFAULT, NULL, NULL, &run.out, &run.err,
-                               &wait_status, &error),
-                 "cannot run %s: %s", tool_path, error ? error->message : "");
+                     G_SPAWN_DEFAULT, NULL, NULL, &run.out, &run.err,
+                     &wait_status, &error),
+      "cannot run %s: %s", tool_path, error ? error->message : "");
   if (WIFEXITED (wait_status))
     run.status = WEXITSTATUS (wait_status);
   g_ptr_array_free (argv, TRUE);
@@ -92,8 +92,7 @@ parse_lines (const char *text)
       continue;
     node = json_from_string (*l, &error);
     ck_assert_msg (node != NULL && JSON_NODE_HOLDS_OBJECT (node),
-                   "not a JSON object line: %s (%s)", *l,
-                   error ? error->message : "");
+        "not a JSON object line: %s (%s)", *l, error ? error->message : "");
     g_ptr_array_add (objects, node);
   }
   g_strfreev (lines);
@@ -104,22 +103,22 @@ static float
 box_iou (JsonArray *a, JsonArray *b)
 {
   double x1 = MAX (json_array_get_double_element (a, 0),
-                   json_array_get_double_element (b, 0));
+      json_array_get_double_element (b, 0));
   double y1 = MAX (json_array_get_double_element (a, 1),
-                   json_array_get_double_element (b, 1));
+      json_array_get_double_element (b, 1));
   double x2 = MIN (json_array_get_double_element (a, 2),
-                   json_array_get_double_element (b, 2));
+      json_array_get_double_element (b, 2));
   double y2 = MIN (json_array_get_double_element (a, 3),
-                   json_array_get_double_element (b, 3));
+      json_array_get_double_element (b, 3));
   double inter = MAX (x2 - x1, 0.0) * MAX (y2 - y1, 0.0);
   double area_a = (json_array_get_double_element (a, 2)
-                   - json_array_get_double_element (a, 0))
-                  * (json_array_get_double_element (a, 3)
-                     - json_array_get_double_element (a, 1));
+                      - json_array_get_double_element (a, 0))
+      * (json_array_get_double_element (a, 3)
+          - json_array_get_double_element (a, 1));
   double area_b = (json_array_get_double_element (b, 2)
-                   - json_array_get_double_element (b, 0))
-                  * (json_array_get_double_element (b, 3)
-                     - json_array_get_double_element (b, 1));
+                      - json_array_get_double_element (b, 0))
+      * (json_array_get_double_element (b, 3)
+          - json_array_get_double_element (b, 1));
 
   return (float)(inter / (area_a + area_b - inter));
 }
@@ -135,29 +134,29 @@ compare_detections (JsonObject *got, JsonObject *want, const char *what)
   double worst_conf = 0.0;
 
   ck_assert_int_eq (json_object_get_int_member (got, "width"),
-                    json_object_get_int_member (want, "width"));
+      json_object_get_int_member (want, "width"));
   ck_assert_int_eq (json_object_get_int_member (got, "height"),
-                    json_object_get_int_member (want, "height"));
+      json_object_get_int_member (want, "height"));
   ck_assert_msg (json_array_get_length (g) == json_array_get_length (w),
-                 "%s: %u detections, upstream %u", what,
-                 json_array_get_length (g), json_array_get_length (w));
+      "%s: %u detections, upstream %u", what, json_array_get_length (g),
+      json_array_get_length (w));
   for (guint i = 0; i < json_array_get_length (g); i++) {
     JsonObject *a = json_array_get_object_element (g, i);
     JsonObject *b = json_array_get_object_element (w, i);
 
     ck_assert_int_eq (json_object_get_int_member (a, "class_id"),
-                      json_object_get_int_member (b, "class_id"));
+        json_object_get_int_member (b, "class_id"));
     ck_assert_str_eq (json_object_get_string_member (a, "label"),
-                      json_object_get_string_member (b, "label"));
-    worst_iou
-        = MIN (worst_iou, box_iou (json_object_get_array_member (a, "box"),
-                                   json_object_get_array_member (b, "box")));
+        json_object_get_string_member (b, "label"));
+    worst_iou = MIN (worst_iou,
+        box_iou (json_object_get_array_member (a, "box"),
+            json_object_get_array_member (b, "box")));
     worst_conf = MAX (worst_conf,
-                      fabs (json_object_get_double_member (a, "confidence")
-                            - json_object_get_double_member (b, "confidence")));
+        fabs (json_object_get_double_member (a, "confidence")
+            - json_object_get_double_member (b, "confidence")));
   }
   printf ("%s: %u detections, worst IoU %.4f, worst |dconf| %.5f\n", what,
-          json_array_get_length (g), worst_iou, worst_conf);
+      json_array_get_length (g), worst_iou, worst_conf);
   ck_assert (worst_iou >= 0.95f);
   ck_assert (worst_conf <= 0.02);
 }
@@ -179,7 +178,7 @@ load_reference (void)
   GError *error = NULL;
 
   ck_assert_msg (json_parser_load_from_file (parser, path, &error), "%s",
-                 error ? error->message : "");
+      error ? error->message : "");
   g_free (path);
   return parser;
 }
@@ -205,11 +204,10 @@ START_TEST (test_bad_command_lines)
 
   for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
     ToolRun run = run_tool (cases[i][0], cases[i][1], cases[i][2],
-                            cases[i][2] ? "x.jpg" : NULL, NULL);
+        cases[i][2] ? "x.jpg" : NULL, NULL);
     ck_assert_msg (run.status == 2, "case %d: exit %d", (int)i, run.status);
     ck_assert_msg (strstr (run.err, cases[i][3]) != NULL,
-                   "case %d: stderr does not name %s: %s", (int)i, cases[i][3],
-                   run.err);
+        "case %d: stderr does not name %s: %s", (int)i, cases[i][3], run.err);
     ck_assert_str_eq (run.out, "");
     tool_run_clear (&run);
   }
@@ -263,9 +261,9 @@ START_TEST (test_detections_match_upstream)
       char *what = g_strdup_printf ("%s %s", models[m], image);
 
       ck_assert_str_eq (json_object_get_string_member (got, "image"),
-                        i == 0 ? bus : zidane);
+          i == 0 ? bus : zidane);
       compare_detections (got, reference_entry (reference, models[m], image),
-                          what);
+          what);
       g_free (what);
     }
     g_ptr_array_unref (lines);
@@ -328,7 +326,7 @@ START_TEST (test_rgba_png)
   ck_assert (json_node_equal (
       json_object_get_member (json_node_get_object (a->pdata[0]), "detections"),
       json_object_get_member (json_node_get_object (b->pdata[0]),
-                              "detections")));
+          "detections")));
   g_ptr_array_unref (a);
   g_ptr_array_unref (b);
   tool_run_clear (&from_jpeg);
@@ -349,10 +347,10 @@ static const char gray_png_hex[]
 
 /* An EXIF APP1 segment saying "orientation 6" (rotate 90 clockwise). */
 static const guint8 exif_rotate_90[] = {
-  0xff, 0xe1, 0x00, 0x22, 'E',  'x',  'i',  'f',  0,    0,    'M',
-  'M',  0x00, 0x2a, 0x00, 0x00, 0x00, 0x08, 0x00, 0x01, /* one IFD entry: */
-  0x01, 0x12, 0x00, 0x03, 0x00, 0x00, 0x00, 0x01, 0x00, 0x06, 0x00,
-  0x00, 0x00, 0x00, 0x00, 0x00, /* no next IFD */
+  0xff, 0xe1, 0x00, 0x22, 'E', 'x', 'i', 'f', 0, 0, 'M', 'M', 0x00, 0x2a, 0x00,
+  0x00, 0x00, 0x08, 0x00, 0x01, /* one IFD entry: */
+  0x01, 0x12, 0x00, 0x03, 0x00, 0x00, 0x00, 0x01, 0x00, 0x06, 0x00, 0x00, 0x00,
+  0x00, 0x00, 0x00, /* no next IFD */
 };
 
 static void
@@ -363,7 +361,7 @@ write_hex (const char *path, const char *hex)
 
   for (gsize i = 0; i < n; i++)
     bytes[i] = (guint8)(g_ascii_xdigit_value (hex[2 * i]) * 16
-                        + g_ascii_xdigit_value (hex[2 * i + 1]));
+        + g_ascii_xdigit_value (hex[2 * i + 1]));
   ck_assert (g_file_set_contents (path, (const char *)bytes, n, NULL));
   g_free (bytes);
 }
@@ -434,7 +432,7 @@ START_TEST (test_raw_tensors)
   gsize got_len, want_len;
   float max_box = 0.0f, max_score = 0.0f;
   ToolRun run = run_tool ("--model", model, "--raw-input", in, "--raw-output",
-                          out, NULL);
+      out, NULL);
 
   ck_assert_msg (run.status == 0, "%s", run.err);
   ck_assert (g_file_get_contents (out, &got_bytes, &got_len, NULL));
@@ -448,12 +446,12 @@ START_TEST (test_raw_tensors)
       max_score = MAX (max_score, fabsf (g - w));
   }
   printf ("raw: max box error %.5f px, max score error %.2g\n", max_box,
-          max_score);
+      max_score);
   ck_assert (max_box <= 0.25f && max_score <= 1e-3f);
   tool_run_clear (&run);
 
   run = run_tool ("--model", model, "--raw-input", want_path, "--raw-output",
-                  out, NULL);
+      out, NULL);
   ck_assert_int_eq (run.status, 1);
   ck_assert_msg (strstr (run.err, "8568000 bytes") != NULL, "%s", run.err);
   tool_run_clear (&run);
@@ -570,7 +568,7 @@ main (int argc, char **argv)
     return 1;
   if (!with_data)
     yolose_test_require_data (data_files[0], data_files[1], data_files[2],
-                              data_files[3], data_files[4], data_files[5],
-                              data_files[6], data_files[7], NULL);
+        data_files[3], data_files[4], data_files[5], data_files[6],
+        data_files[7], NULL);
   return 0;
 }

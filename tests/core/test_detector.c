@@ -30,10 +30,10 @@ read_f32 (const char *relative, gsize expected_floats)
   ck_assert_msg (path != NULL, "missing %s", relative);
   ck_assert (g_file_get_contents (path, &data, &len, NULL));
   ck_assert_msg (len == expected_floats * sizeof (float),
-      "%s has %" G_GSIZE_FORMAT " bytes, expected %" G_GSIZE_FORMAT,
-      relative, len, expected_floats * sizeof (float));
+      "%s has %" G_GSIZE_FORMAT " bytes, expected %" G_GSIZE_FORMAT, relative,
+      len, expected_floats * sizeof (float));
   g_free (path);
-  return (float *) data;
+  return (float *)data;
 }
 
 static YoloseDetector *
@@ -75,22 +75,23 @@ check_raw_parity (const char *model, const char *image, const char *kernels)
   input = read_f32 (in_rel, 3 * 640 * 640);
   expected = read_f32 (out_rel, rows * cols);
 
-  memcpy (yolose_detector_get_input (det), input, sizeof (float) * 3 * 640
-      * 640);
+  memcpy (yolose_detector_get_input (det), input,
+      sizeof (float) * 3 * 640 * 640);
   got = yolose_detector_forward (det);
   for (i = 0; i < rows; i++)
     for (c = 0; c < cols; c++) {
-      double d = fabs ((double) got[i * cols + c] - expected[i * cols + c]);
-      ck_assert_msg (isfinite (got[i * cols + c]), "row %" G_GSIZE_FORMAT
-          " col %d is not finite", i, c);
+      double d = fabs ((double)got[i * cols + c] - expected[i * cols + c]);
+      ck_assert_msg (isfinite (got[i * cols + c]),
+          "row %" G_GSIZE_FORMAT " col %d is not finite", i, c);
       if (c < 4)
         max_box = MAX (max_box, d);
       else
         max_score = MAX (max_score, d);
     }
   printf ("%s on %s (%s kernels): max |box error| %.5f px, max |score "
-      "error| %.2e over %" G_GSIZE_FORMAT " x %d outputs\n", model, image,
-      yolose_detector_get_kernels_name (det), max_box, max_score, rows, cols);
+          "error| %.2e over %" G_GSIZE_FORMAT " x %d outputs\n",
+      model, image, yolose_detector_get_kernels_name (det), max_box, max_score,
+      rows, cols);
   ck_assert_msg (max_box <= BOX_TOLERANCE_PX, "box error %.5f px", max_box);
   ck_assert_msg (max_score <= SCORE_TOLERANCE, "score error %.2e", max_score);
 
@@ -227,7 +228,7 @@ write_patched_checkpoint (const char *model, const Patch *patches,
     ck_assert (zip_stat_index (src, i, 0, &st) == 0);
     buf = g_malloc (st.size + 64);
     f = zip_fopen_index (src, i, 0);
-    ck_assert ((zip_uint64_t) zip_fread (f, buf, st.size) == st.size);
+    ck_assert ((zip_uint64_t)zip_fread (f, buf, st.size) == st.size);
     zip_fclose (f);
     if (g_str_has_suffix (name, "/data.pkl")) {
       GByteArray *bytes = g_byte_array_new_take (buf, st.size);
@@ -243,7 +244,7 @@ write_patched_checkpoint (const char *model, const Patch *patches,
         {
           GByteArray *next = g_byte_array_sized_new (bytes->len + 16);
           g_byte_array_append (next, bytes->data, off);
-          g_byte_array_append (next, (const guint8 *) patches[p].replace,
+          g_byte_array_append (next, (const guint8 *)patches[p].replace,
               patches[p].replace_len);
           g_byte_array_append (next, bytes->data + off, bytes->len - off);
           g_byte_array_free (bytes, TRUE);
@@ -301,9 +302,12 @@ write_bytes (const void *data, gsize len)
 START_TEST (test_refuses_seed_sppf_defect)
 {
   /* args [1024, 5] -> [512, 512] in the yaml only */
-  static const Patch p = { "M\x00\x04K\x05" "e", 6, "M\x00\x02M\x00\x02" "e",
-    7
-  };
+  static const Patch p = { "M\x00\x04K\x05"
+                           "e",
+    6,
+    "M\x00\x02M\x00\x02"
+    "e",
+    7 };
   char *path = write_patched_checkpoint ("models/yolov5n-se-coco.pt", &p, 1);
 
   expect_refusal (path, "kernel 512");
@@ -317,8 +321,9 @@ END_TEST
 START_TEST (test_refuses_unknown_module)
 {
   static const Patch p = { "X\x07\x00\x00\x00SElayer", 12,
-    "X\x07\x00\x00\x00" "CBAMxyz", 12
-  };
+    "X\x07\x00\x00\x00"
+    "CBAMxyz",
+    12 };
   char *path = write_patched_checkpoint ("models/yolov5n-se-coco.pt", &p, 1);
 
   expect_refusal (path, "layer 9 (CBAMxyz)");
@@ -331,9 +336,8 @@ END_TEST
 START_TEST (test_refuses_wrong_tensor_shape)
 {
   /* model.0.conv.weight sizes (16, 3, 6, 6) -> (16, 3, 5, 5) */
-  static const Patch p = { "K\x10K\x03K\x06K\x06t", 9, "K\x10K\x03K\x05K\x05t",
-    9
-  };
+  static const Patch p
+      = { "K\x10K\x03K\x06K\x06t", 9, "K\x10K\x03K\x05K\x05t", 9 };
   char *path = write_patched_checkpoint ("models/yolov5n-se-coco.pt", &p, 1);
 
   expect_refusal (path, "shape");
@@ -346,9 +350,12 @@ END_TEST
 START_TEST (test_refuses_corrupted_pickle)
 {
   /* the first SETITEMS of the checkpoint dict becomes an unknown opcode */
-  static const Patch p = { "X\x05\x00\x00\x00" "epoch", 10,
-    "\xff\x05\x00\x00\x00" "epoch", 10
-  };
+  static const Patch p = { "X\x05\x00\x00\x00"
+                           "epoch",
+    10,
+    "\xff\x05\x00\x00\x00"
+    "epoch",
+    10 };
   char *path = write_patched_checkpoint ("models/yolov5n-se-coco.pt", &p, 1);
 
   expect_refusal (path, "0xff");
@@ -378,7 +385,8 @@ START_TEST (test_refuses_bad_files)
   g_unlink (path);
   g_free (path);
 
-  expect_refusal ("/nonexistent/yolose/model.pt", "/nonexistent/yolose/"
+  expect_refusal ("/nonexistent/yolose/model.pt",
+      "/nonexistent/yolose/"
       "model.pt");
 
   ck_assert (g_file_get_contents (good, &data, &len, NULL));

@@ -99,7 +99,7 @@ read_expected (const char *path)
     fields = g_strsplit (*line, " ", 2);
     if (fields[0] != NULL && fields[1] != NULL)
       g_hash_table_insert (table, g_strdup (fields[0]),
-                           g_strdup (g_strstrip (fields[1])));
+          g_strdup (g_strstrip (fields[1])));
     g_strfreev (fields);
   }
   g_strfreev (lines);
@@ -115,7 +115,7 @@ replay (const InputFile *f, char **message)
   YoloseFuzzOutcome outcome;
 
   ck_assert_msg (g_file_get_contents (f->path, &data, &len, NULL),
-                 "cannot read %s", f->path);
+      "cannot read %s", f->path);
   if (f->is_pickle)
     outcome = yolose_fuzz_pickle ((const guint8 *)data, len, message);
   else
@@ -142,17 +142,17 @@ START_TEST (test_regression_replays)
 
   outcome = replay (f, &message);
   printf ("%-58s %s%s%s\n", f->name, outcome_name (outcome),
-          message ? ": " : "", message ? message : "");
+      message ? ": " : "", message ? message : "");
   fflush (stdout); /* a failed check ends the forked test with _exit */
   ck_assert_msg (want != NULL, "%s has no line in EXPECTED", f->name);
   parts = g_strsplit (want, " ", 2);
   ck_assert_msg (strcmp (parts[0], outcome_name (outcome)) == 0,
-                 "%s: expected %s, got %s (%s)", f->name, parts[0],
-                 outcome_name (outcome), message ? message : "");
+      "%s: expected %s, got %s (%s)", f->name, parts[0], outcome_name (outcome),
+      message ? message : "");
   if (parts[1] != NULL)
     ck_assert_msg (message != NULL && strstr (message, parts[1]) != NULL,
-                   "%s: the message '%s' does not say '%s'", f->name,
-                   message ? message : "", parts[1]);
+        "%s: the message '%s' does not say '%s'", f->name,
+        message ? message : "", parts[1]);
   g_strfreev (parts);
   g_free (message);
 }
@@ -173,16 +173,15 @@ START_TEST (test_expected_matches_files)
 
     g_hash_table_add (names, f->name);
     ck_assert_msg (g_hash_table_contains (expected, f->name),
-                   "%s has no line in EXPECTED", f->name);
+        "%s has no line in EXPECTED", f->name);
     ck_assert_int_eq (g_stat (f->path, &st), 0);
     ck_assert_msg (st.st_size < 64 * 1024, "%s is %ld bytes (>= 64 KiB)",
-                   f->name, (long)st.st_size);
+        f->name, (long)st.st_size);
   }
   g_hash_table_iter_init (&iter, expected);
   while (g_hash_table_iter_next (&iter, &key, NULL))
     ck_assert_msg (g_hash_table_contains (names, key),
-                   "EXPECTED names %s, which is not in regressions/",
-                   (const char *)key);
+        "EXPECTED names %s, which is not in regressions/", (const char *)key);
   g_hash_table_destroy (names);
 }
 END_TEST
@@ -195,9 +194,9 @@ START_TEST (test_seed_runs)
   YoloseFuzzOutcome outcome = replay (f, &message);
 
   printf ("%-58s %s%s%s\n", f->name, outcome_name (outcome),
-          message ? ": " : "", message ? message : "");
+      message ? ": " : "", message ? message : "");
   ck_assert_msg (outcome == YOLOSE_FUZZ_RAN, "seed %s was refused: %s", f->name,
-                 message ? message : "");
+      message ? message : "");
   g_free (message);
 }
 END_TEST

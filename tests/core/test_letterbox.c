@@ -30,7 +30,7 @@ static guint8
 pattern_bgr (int x, int y, int c)
 {
   guint32 v = ((guint32)x * 73856093u) ^ ((guint32)y * 19349663u)
-              ^ ((guint32)c * 83492791u);
+      ^ ((guint32)c * 83492791u);
 
   v *= 2654435761u;
   return (guint8)(v >> 24);
@@ -71,7 +71,7 @@ make_rgb (int w, int h, int pad, gboolean smooth)
 
 static float *
 letterbox (const YoloseImage *image, int size, int threads,
-           YoloseLetterbox *box_out)
+    YoloseLetterbox *box_out)
 {
   YoloseLetterbox box;
   float *dst = g_new (float, 3 * (gsize)size * size);
@@ -183,8 +183,8 @@ START_TEST (test_geometry_many_sizes)
         || box.top != top)
       ck_abort_msg ("%dx%d into %d: got %dx%d at %d,%d, expected %dx%d "
                     "at %d,%d",
-                    w, h, s, box.resized_w, box.resized_h, box.left, box.top,
-                    nw, nh, left, top);
+          w, h, s, box.resized_w, box.resized_h, box.left, box.top, nw, nh,
+          left, top);
     ck_assert_int_eq (box.src_w, w);
     ck_assert (fabs (box.scale - MIN ((double)s / w, (double)s / h)) < 1e-15);
     checked++;
@@ -209,8 +209,8 @@ static const struct {
 static guint8
 hex_byte (const char *p)
 {
-  return (guint8)(g_ascii_xdigit_value (p[0]) * 16
-                  + g_ascii_xdigit_value (p[1]));
+  return (
+      guint8)(g_ascii_xdigit_value (p[0]) * 16 + g_ascii_xdigit_value (p[1]));
 }
 
 /* Our letterbox equals cv2's bit for bit on the recorded cases
@@ -233,12 +233,12 @@ START_TEST (test_matches_recorded_opencv)
       if (out[k] != (float)want / 255.0f) {
         if (mismatches++ < 5)
           printf ("%dx%d into %d: plane %d y %d x %d: got %d, cv2 %d\n", w, h,
-                  s, (int)(k / (s * s)), (int)(k % (s * s)) / s, (int)(k % s),
-                  to_level (out[k]), want);
+              s, (int)(k / (s * s)), (int)(k % (s * s)) / s, (int)(k % s),
+              to_level (out[k]), want);
       }
     }
     ck_assert_msg (mismatches == 0, "%dx%d into %d: %d values differ", w, h, s,
-                   mismatches);
+        mismatches);
     g_free (out);
     g_free (rgb);
   }
@@ -250,7 +250,7 @@ END_TEST
 /* Textbook bilinear with half-pixel centres and edge clamping, in double. */
 static double
 bilinear (const guint8 *rgb, int w, int h, int stride, int c, double fx,
-          double fy)
+    double fy)
 {
   int x0 = (int)floor (fx), y0 = (int)floor (fy);
   double ax = fx - x0, ay = fy - y0;
@@ -258,7 +258,7 @@ bilinear (const guint8 *rgb, int w, int h, int stride, int c, double fx,
   int ya = CLAMP (y0, 0, h - 1), yb = CLAMP (y0 + 1, 0, h - 1);
 #define PX(x, y) rgb[(gsize)(y)*stride + (x)*3 + c]
   return (1 - ay) * ((1 - ax) * PX (xa, ya) + ax * PX (xb, ya))
-         + ay * ((1 - ax) * PX (xa, yb) + ax * PX (xb, yb));
+      + ay * ((1 - ax) * PX (xa, yb) + ax * PX (xb, yb));
 #undef PX
 }
 
@@ -267,9 +267,16 @@ bilinear (const guint8 *rgb, int w, int h, int stride, int c, double fx,
 START_TEST (test_close_to_textbook_bilinear)
 {
   static const int sizes[][3] = {
-    { 3840, 2160, 640 }, { 1, 1, 64 },   { 7, 5, 64 },   { 2, 2, 640 },
-    { 1, 300, 64 },      { 301, 1, 64 }, { 33, 97, 96 }, { 1280, 720, 640 },
-    { 999, 1001, 320 },  { 64, 40, 64 },
+    { 3840, 2160, 640 },
+    { 1, 1, 64 },
+    { 7, 5, 64 },
+    { 2, 2, 640 },
+    { 1, 300, 64 },
+    { 301, 1, 64 },
+    { 33, 97, 96 },
+    { 1280, 720, 640 },
+    { 999, 1001, 320 },
+    { 64, 40, 64 },
   };
 
   for (gsize i = 0; i < G_N_ELEMENTS (sizes); i++) {
@@ -285,7 +292,7 @@ START_TEST (test_close_to_textbook_bilinear)
     out = letterbox (&image, s, 2, &box);
     if (w == 3840)
       printf ("letterbox 3840x2160 -> %d: %.2f ms (2 threads)\n", s,
-              (g_get_monotonic_time () - start) / 1000.0);
+          (g_get_monotonic_time () - start) / 1000.0);
     for (int c = 0; c < 3; c++)
       for (int y = 0; y < s; y++)
         for (int x = 0; x < s; x++) {
@@ -293,15 +300,15 @@ START_TEST (test_close_to_textbook_bilinear)
           int dx = x - box.left, dy = y - box.top;
           if (dx < 0 || dy < 0 || dx >= box.resized_w || dy >= box.resized_h) {
             ck_assert_msg (got == 114.0f / 255.0f,
-                           "%dx%d: border at %d,%d is %g", w, h, x, y, got);
+                "%dx%d: border at %d,%d is %g", w, h, x, y, got);
             continue;
           }
           double fx = (dx + 0.5) * w / box.resized_w - 0.5;
           double fy = (dy + 0.5) * h / box.resized_h - 0.5;
           double want = bilinear (rgb, w, h, w * 3 + 5, c, fx, fy);
           ck_assert_msg (fabs (got * 255.0 - want) <= 2.0,
-                         "%dx%d into %d: channel %d at %d,%d: %g vs %g", w, h,
-                         s, c, dx, dy, got * 255.0, want);
+              "%dx%d into %d: channel %d at %d,%d: %g vs %g", w, h, s, c, dx,
+              dy, got * 255.0, want);
         }
     g_free (out);
     g_free (rgb);
@@ -317,9 +324,14 @@ typedef struct {
 } PackedLayout;
 
 static const PackedLayout packed_layouts[] = {
-  { "RGB", 3, 0, 1, 2 },  { "BGR", 3, 2, 1, 0 },  { "RGBx", 4, 0, 1, 2 },
-  { "BGRx", 4, 2, 1, 0 }, { "xRGB", 4, 1, 2, 3 }, { "xBGR", 4, 3, 2, 1 },
-  { "RGBA", 4, 0, 1, 2 }, { "ARGB", 4, 1, 2, 3 },
+  { "RGB", 3, 0, 1, 2 },
+  { "BGR", 3, 2, 1, 0 },
+  { "RGBx", 4, 0, 1, 2 },
+  { "BGRx", 4, 2, 1, 0 },
+  { "xRGB", 4, 1, 2, 3 },
+  { "xBGR", 4, 3, 2, 1 },
+  { "RGBA", 4, 0, 1, 2 },
+  { "ARGB", 4, 1, 2, 3 },
 };
 
 /* The same picture in every packed channel order and pixel size, with
@@ -360,7 +372,7 @@ START_TEST (test_packed_layouts_identical)
     image.pixel_stride = pl->bpp;
     got = letterbox (&image, s, 3, NULL);
     ck_assert_msg (memcmp (got, want, 3 * sizeof (float) * s * s) == 0,
-                   "layout %s differs from RGB", pl->name);
+        "layout %s differs from RGB", pl->name);
     g_free (got);
     g_free (buf);
   }
@@ -392,10 +404,10 @@ START_TEST (test_gray_replicates)
   yolose_image_init_rgb (&image, rgb, w, h, w * 3);
   from_rgb = letterbox (&image, s, 2, NULL);
   ck_assert (memcmp (from_gray, from_rgb, 3 * plane * sizeof (float)) == 0);
-  ck_assert (memcmp (from_gray, from_gray + plane, plane * sizeof (float))
-             == 0);
-  ck_assert (memcmp (from_gray, from_gray + 2 * plane, plane * sizeof (float))
-             == 0);
+  ck_assert (
+      memcmp (from_gray, from_gray + plane, plane * sizeof (float)) == 0);
+  ck_assert (
+      memcmp (from_gray, from_gray + 2 * plane, plane * sizeof (float)) == 0);
   g_free (from_gray);
   g_free (from_rgb);
   g_free (gray);
@@ -412,7 +424,7 @@ typedef struct {
 
 static void
 rgb_to_yuv (const guint8 rgb[3], gboolean bt709, gboolean full, double *y,
-            double *u, double *v)
+    double *u, double *v)
 {
   double kr = bt709 ? 0.2126 : 0.299, kb = bt709 ? 0.0722 : 0.114;
   double r = rgb[0] / 255.0, g = rgb[1] / 255.0, b = rgb[2] / 255.0;
@@ -432,11 +444,10 @@ to_byte (double v)
 
 static YuvPicture
 make_yuv (const guint8 *rgb, int w, int h, int chroma_h_div, gboolean bt709,
-          gboolean full)
+    gboolean full)
 {
-  YuvPicture p
-      = { w,    h,    (w + 1) / 2, (h + chroma_h_div - 1) / chroma_h_div,
-          NULL, NULL, NULL };
+  YuvPicture p = { w, h, (w + 1) / 2, (h + chroma_h_div - 1) / chroma_h_div,
+    NULL, NULL, NULL };
 
   p.y = g_malloc ((gsize)w * h);
   p.u = g_malloc0 ((gsize)p.cw * p.ch);
@@ -476,7 +487,7 @@ static const char *yuv_names[]
 
 static void
 yuv_image (const YuvPicture *p, int layout, gboolean bt709, gboolean full,
-           YoloseImage *image, guint8 **bufs)
+    YoloseImage *image, guint8 **bufs)
 {
   memset (image, 0, sizeof *image);
   image->width = p->w;
@@ -536,7 +547,7 @@ yuv_image (const YuvPicture *p, int layout, gboolean bt709, gboolean full,
  * formulas, each pixel taking the chroma sample that covers it. */
 static guint8 *
 yuv_picture_to_rgb (const YuvPicture *p, int chroma_h_div, gboolean bt709,
-                    gboolean full)
+    gboolean full)
 {
   double kr = bt709 ? 0.2126 : 0.299, kb = bt709 ? 0.0722 : 0.114;
   guint8 *rgb = g_malloc ((gsize)p->w * p->h * 3);
@@ -545,7 +556,7 @@ yuv_picture_to_rgb (const YuvPicture *p, int chroma_h_div, gboolean bt709,
     for (int x = 0; x < p->w; x++) {
       gsize c = (gsize)(y / chroma_h_div) * p->cw + x / 2;
       double ey = (p->y[(gsize)y * p->w + x] - (full ? 0 : 16))
-                  / (full ? 255.0 : 219.0);
+          / (full ? 255.0 : 219.0);
       double pb = (p->u[c] - 128) / (full ? 255.0 : 224.0);
       double pr = (p->v[c] - 128) / (full ? 255.0 : 224.0);
       double r = ey + 2 * (1 - kr) * pr, b = ey + 2 * (1 - kb) * pb;
@@ -578,9 +589,8 @@ letterbox_rgb (const guint8 *rgb, int w, int h, int s)
  * smears, is a large part of the picture). */
 START_TEST (test_yuv_layouts)
 {
-  static const int sizes[][3]
-      = { { 97, 61, 64 }, { 7, 5, 32 },      { 1, 1, 32 },
-          { 3, 3, 32 },   { 640, 360, 640 }, { 1920, 1080, 320 } };
+  static const int sizes[][3] = { { 97, 61, 64 }, { 7, 5, 32 }, { 1, 1, 32 },
+    { 3, 3, 32 }, { 640, 360, 640 }, { 1920, 1080, 320 } };
 
   for (gsize si = 0; si < G_N_ELEMENTS (sizes); si++)
     for (int variant = 0; variant < 4; variant++) {
@@ -588,7 +598,7 @@ START_TEST (test_yuv_layouts)
       gboolean bt709 = variant & 1, full = variant >> 1;
       guint8 *rgb = make_rgb (w, h, 0, TRUE);
       YuvPicture pictures[2] = { make_yuv (rgb, w, h, 2, bt709, full),
-                                 make_yuv (rgb, w, h, 1, bt709, full) };
+        make_yuv (rgb, w, h, 1, bt709, full) };
       float *original = letterbox_rgb (rgb, w, h, s);
       float *decoded[2], *first[2] = { NULL, NULL };
 
@@ -611,15 +621,15 @@ START_TEST (test_yuv_layouts)
         if (w == 640 && variant == 0)
           printf ("yuv %s 640x360: vs its samples' RGB max %d levels; vs "
                   "the original max %d, mean %.3f, %.3f%% over 16\n",
-                  yuv_names[l], to_decoded.max, to_original.max,
-                  to_original.mean, 100 * to_original.frac_over_16);
+              yuv_names[l], to_decoded.max, to_original.max, to_original.mean,
+              100 * to_original.frac_over_16);
         ck_assert_msg (to_decoded.max <= 1,
-                       "%s %dx%d (bt709 %d, full %d): "
-                       "%d levels from its samples' RGB",
-                       yuv_names[l], w, h, bt709, full, to_decoded.max);
+            "%s %dx%d (bt709 %d, full %d): "
+            "%d levels from its samples' RGB",
+            yuv_names[l], w, h, bt709, full, to_decoded.max);
         if (w >= 64)
-          ck_assert_msg (
-              to_original.mean <= 1.0 && to_original.frac_over_16 <= 0.01,
+          ck_assert_msg (to_original.mean <= 1.0
+                  && to_original.frac_over_16 <= 0.01,
               "%s %dx%d (bt709 %d, full %d): mean %.3f, %.3f%% over 16",
               yuv_names[l], w, h, bt709, full, to_original.mean,
               100 * to_original.frac_over_16);
@@ -627,9 +637,9 @@ START_TEST (test_yuv_layouts)
           first[k] = got;
         } else {
           ck_assert_msg (memcmp (got, first[k], 3 * sizeof (float) * s * s)
-                             == 0,
-                         "%s differs from %s, which has the same samples",
-                         yuv_names[l], yuv_names[k ? YUY2 : I420]);
+                  == 0,
+              "%s differs from %s, which has the same samples", yuv_names[l],
+              yuv_names[k ? YUY2 : I420]);
           g_free (got);
         }
         for (int b = 0; b < 3; b++)
@@ -681,11 +691,11 @@ START_TEST (test_yuv_known_colours)
     image.full_range = cases[i].full;
     out = letterbox (&image, 2, 1, NULL);
     ck_assert_msg (abs (to_level (out[0]) - cases[i].r) <= 2
-                       && abs (to_level (out[4]) - cases[i].g) <= 2
-                       && abs (to_level (out[8]) - cases[i].b) <= 2,
-                   "case %d: got %d %d %d, want %d %d %d", (int)i,
-                   to_level (out[0]), to_level (out[4]), to_level (out[8]),
-                   cases[i].r, cases[i].g, cases[i].b);
+            && abs (to_level (out[4]) - cases[i].g) <= 2
+            && abs (to_level (out[8]) - cases[i].b) <= 2,
+        "case %d: got %d %d %d, want %d %d %d", (int)i, to_level (out[0]),
+        to_level (out[4]), to_level (out[8]), cases[i].r, cases[i].g,
+        cases[i].b);
     g_free (out);
   }
 }
@@ -716,7 +726,7 @@ START_TEST (test_identity_and_padding)
         if (y >= 6 && y < 26)
           want = (float)rgb[((gsize)(y - 6) * w + x) * 3 + c] / 255.0f;
         ck_assert_msg (got == want, "plane %d at %d,%d: %g vs %g", c, x, y, got,
-                       want);
+            want);
       }
   g_free (out);
   g_free (rgb);
@@ -736,7 +746,7 @@ START_TEST (test_threads_do_not_change_output)
   for (int t = 2; t <= 5; t++) {
     many = letterbox (&image, s, t, NULL);
     ck_assert_msg (memcmp (one, many, 3 * sizeof (float) * s * s) == 0,
-                   "%d threads differ from 1", t);
+        "%d threads differ from 1", t);
     g_free (many);
   }
   g_free (one);
@@ -756,7 +766,7 @@ read_tensor (const char *relative, gsize n)
 
   ck_assert_msg (path != NULL, "%s missing", relative);
   ck_assert_msg (g_file_get_contents (path, &contents, &length, &error), "%s",
-                 error ? error->message : "");
+      error ? error->message : "");
   ck_assert_uint_eq (length, n * sizeof (float));
   g_free (path);
   return (float *)contents;
@@ -782,14 +792,14 @@ START_TEST (test_reference_inputs)
 
     ck_assert_msg (pixbuf != NULL, "%s", error ? error->message : "");
     ck_assert_int_eq (gdk_pixbuf_get_n_channels (pixbuf), 3);
-    yolose_image_init_rgb (
-        &image, gdk_pixbuf_read_pixels (pixbuf), gdk_pixbuf_get_width (pixbuf),
-        gdk_pixbuf_get_height (pixbuf), gdk_pixbuf_get_rowstride (pixbuf));
+    yolose_image_init_rgb (&image, gdk_pixbuf_read_pixels (pixbuf),
+        gdk_pixbuf_get_width (pixbuf), gdk_pixbuf_get_height (pixbuf),
+        gdk_pixbuf_get_rowstride (pixbuf));
     got = letterbox (&image, 640, 2, NULL);
     d = level_diff (got, want, n);
     printf ("%s vs upstream's input tensor: max %d, mean %.5f levels, "
             "%.4f%% of values differ\n",
-            cases[i][0], d.max, d.mean, 100.0 * d.frac_differing);
+        cases[i][0], d.max, d.mean, 100.0 * d.frac_differing);
     /* 0 measured with Debian 12's libjpeg-turbo; a JPEG decoder of another
      * vintage may round a few IDCT outputs differently. A textbook
      * (non-SIMD) rounding of the resize alone already differs in ~12% of
@@ -850,10 +860,9 @@ main (void)
     return 1;
   if (!with_data) {
     /* the other tests passed, but the data test could not run */
-    yolose_test_require_data (
-        "images/bus.jpg", "reference/yolov5n-se-coco-bus.input.f32",
-        "images/zidane.jpg", "reference/yolov5s-se-voc-random-zidane.input.f32",
-        NULL);
+    yolose_test_require_data ("images/bus.jpg",
+        "reference/yolov5n-se-coco-bus.input.f32", "images/zidane.jpg",
+        "reference/yolov5s-se-voc-random-zidane.input.f32", NULL);
   }
   return 0;
 }

@@ -28,7 +28,7 @@ parse_ok (GByteArray *b)
   pb_op (b, PB_STOP);
   pickle = yolose_pickle_parse (b->data, b->len, &error);
   ck_assert_msg (pickle != NULL, "parse failed: %s",
-                 error ? error->message : "?");
+      error ? error->message : "?");
   ck_assert_ptr_nonnull (yolose_pickle_root (pickle));
   g_byte_array_unref (b);
   return pickle;
@@ -45,8 +45,7 @@ parse_fail (GByteArray *b, YolosePickleError code)
   ck_assert_msg (pickle == NULL, "a bad pickle was accepted");
   ck_assert_ptr_nonnull (error);
   ck_assert_msg (g_error_matches (error, YOLOSE_PICKLE_ERROR, code),
-                 "expected error code %d, got %d: %s", code, error->code,
-                 error->message);
+      "expected error code %d, got %d: %s", code, error->code, error->message);
   message = g_strdup (error->message);
   g_error_free (error);
   g_byte_array_unref (b);
@@ -58,7 +57,7 @@ static void
 assert_contains (char *message, const char *part)
 {
   ck_assert_msg (strstr (message, part) != NULL, "'%s' not in '%s'", part,
-                 message);
+      message);
   g_free (message);
 }
 
@@ -68,7 +67,7 @@ int_at (const YolosePyValue *seq, gsize i)
   gint64 value = G_MININT64;
 
   ck_assert_msg (yolose_py_get_int (yolose_py_item (seq, i), &value),
-                 "item %zu is not an int", i);
+      "item %zu is not an int", i);
   return value;
 }
 
@@ -79,6 +78,7 @@ START_TEST (test_scalars)
 {
   static const guint8 minus_two[] = { 0xfe };
   static const guint8 int64_min[] = { 0, 0, 0, 0, 0, 0, 0, 0x80 };
+  /* clang-format off */
   static const guint8 big_positive[] = { 0xff, 0x00 }; /* 255 */
   GByteArray *b = start ();
   YolosePickle *p;
@@ -635,6 +635,7 @@ START_TEST (test_storage_classes)
     { "ByteStorage", YOLOSE_DTYPE_U8 },
     { "BoolStorage", YOLOSE_DTYPE_BOOL },
   };
+  /* clang-format on */
   GByteArray *b;
   YolosePickle *p;
 
@@ -649,7 +650,7 @@ START_TEST (test_storage_classes)
   pb_storage (b, "ComplexFloatStorage", "0", 3);
   pb_op (b, PB_STOP);
   assert_contains (parse_fail (b, YOLOSE_PICKLE_ERROR_UNSUPPORTED_OPCODE),
-                   "torch.ComplexFloatStorage");
+      "torch.ComplexFloatStorage");
 }
 END_TEST
 
@@ -680,7 +681,7 @@ START_TEST (test_bad_persistent_ids)
   pb_storage (b, "HalfStorage", "0", -1);
   pb_op (b, PB_STOP);
   assert_contains (parse_fail (b, YOLOSE_PICKLE_ERROR_MALFORMED),
-                   "storage size");
+      "storage size");
 }
 END_TEST
 
@@ -709,7 +710,7 @@ START_TEST (test_bad_tensor_args)
   pb_op (b, PB_REDUCE);
   pb_op (b, PB_STOP);
   assert_contains (parse_fail (b, YOLOSE_PICKLE_ERROR_MALFORMED),
-                   "2 sizes but 1 strides");
+      "2 sizes but 1 strides");
 
   b = start ();
   pb_global (b, "torch._utils", "_rebuild_tensor_v2");
@@ -724,7 +725,7 @@ START_TEST (test_bad_tensor_args)
   pb_op (b, PB_REDUCE);
   pb_op (b, PB_STOP);
   assert_contains (parse_fail (b, YOLOSE_PICKLE_ERROR_MALFORMED),
-                   "storage is a None");
+      "storage is a None");
 
   b = start ();
   pb_global (b, "torch._utils", "_rebuild_tensor_v2");
@@ -805,12 +806,24 @@ START_TEST (test_unsupported_opcodes)
     guint8 op;
     const char *name;
   } refused[] = {
-    { 'i', "INST" },       { 'o', "OBJ" },          { 0x82, "EXT1" },
-    { 0x83, "EXT2" },      { 0x84, "EXT4" },        { 'P', "PERSID" },
-    { 0x92, "NEWOBJ_EX" }, { 0x97, "NEXT_BUFFER" }, { 0x98, "READONLY_BUFFER" },
-    { 'I', "INT" },        { 'L', "LONG" },         { 'S', "STRING" },
-    { 'V', "UNICODE" },    { 'F', "FLOAT" },        { 'g', "GET" },
-    { 'p', "PUT" },        { 'T', "BINSTRING" },    { 0xff, "unknown" },
+    { 'i', "INST" },
+    { 'o', "OBJ" },
+    { 0x82, "EXT1" },
+    { 0x83, "EXT2" },
+    { 0x84, "EXT4" },
+    { 'P', "PERSID" },
+    { 0x92, "NEWOBJ_EX" },
+    { 0x97, "NEXT_BUFFER" },
+    { 0x98, "READONLY_BUFFER" },
+    { 'I', "INT" },
+    { 'L', "LONG" },
+    { 'S', "STRING" },
+    { 'V', "UNICODE" },
+    { 'F', "FLOAT" },
+    { 'g', "GET" },
+    { 'p', "PUT" },
+    { 'T', "BINSTRING" },
+    { 0xff, "unknown" },
   };
 
   for (gsize i = 0; i < G_N_ELEMENTS (refused); i++) {
@@ -820,7 +833,7 @@ START_TEST (test_unsupported_opcodes)
     pb_op (b, refused[i].op);
     pb_op (b, PB_STOP);
     expected = g_strdup_printf ("opcode 0x%02x (%s) at offset 3", refused[i].op,
-                                refused[i].name);
+        refused[i].name);
     message = parse_fail (b, YOLOSE_PICKLE_ERROR_UNSUPPORTED_OPCODE);
     assert_contains (message, expected);
     g_free (expected);
@@ -849,6 +862,7 @@ END_TEST
  * 'big': (2**40, -2**63, -70000), 's': {3}, 'o': OrderedDict(k=1)
  * [, 'b': b'yz' from protocol 3 on]} with each protocol. */
 /* pickle.dumps (..., protocol=2) */
+/* clang-format off */
 static const guint8 cpython_proto2[] = {
   0x80, 0x02, 0x7d, 0x71, 0x00, 0x28, 0x58, 0x01, 0x00, 0x00, 0x00, 0x61, 0x71,
   0x01, 0x5d, 0x71, 0x02, 0x28, 0x4b, 0x01, 0x47, 0x40, 0x04, 0x00, 0x00, 0x00,
@@ -864,8 +878,10 @@ static const guint8 cpython_proto2[] = {
   0x44, 0x69, 0x63, 0x74, 0x0a, 0x71, 0x0c, 0x29, 0x52, 0x71, 0x0d, 0x58, 0x01,
   0x00, 0x00, 0x00, 0x6b, 0x71, 0x0e, 0x4b, 0x01, 0x73, 0x75, 0x2e,
 };
+/* clang-format on */
 
 /* pickle.dumps (..., protocol=3) */
+/* clang-format off */
 static const guint8 cpython_proto3[] = {
   0x80, 0x03, 0x7d, 0x71, 0x00, 0x28, 0x58, 0x01, 0x00, 0x00, 0x00, 0x61, 0x71,
   0x01, 0x5d, 0x71, 0x02, 0x28, 0x4b, 0x01, 0x47, 0x40, 0x04, 0x00, 0x00, 0x00,
@@ -882,8 +898,10 @@ static const guint8 cpython_proto3[] = {
   0x6b, 0x71, 0x0e, 0x4b, 0x01, 0x73, 0x58, 0x01, 0x00, 0x00, 0x00, 0x62, 0x71,
   0x0f, 0x43, 0x02, 0x79, 0x7a, 0x71, 0x10, 0x75, 0x2e,
 };
+/* clang-format on */
 
 /* pickle.dumps (..., protocol=4) */
+/* clang-format off */
 static const guint8 cpython_proto4[] = {
   0x80, 0x04, 0x95, 0x7c, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x7d, 0x94,
   0x28, 0x8c, 0x01, 0x61, 0x94, 0x5d, 0x94, 0x28, 0x4b, 0x01, 0x47, 0x40, 0x04,
@@ -897,8 +915,10 @@ static const guint8 cpython_proto4[] = {
   0x8c, 0x01, 0x6b, 0x94, 0x4b, 0x01, 0x73, 0x8c, 0x01, 0x62, 0x94, 0x43, 0x02,
   0x79, 0x7a, 0x94, 0x75, 0x2e,
 };
+/* clang-format on */
 
 /* pickle.dumps (..., protocol=5) */
+/* clang-format off */
 static const guint8 cpython_proto5[] = {
   0x80, 0x05, 0x95, 0x7c, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x7d, 0x94,
   0x28, 0x8c, 0x01, 0x61, 0x94, 0x5d, 0x94, 0x28, 0x4b, 0x01, 0x47, 0x40, 0x04,
@@ -912,6 +932,7 @@ static const guint8 cpython_proto5[] = {
   0x8c, 0x01, 0x6b, 0x94, 0x4b, 0x01, 0x73, 0x8c, 0x01, 0x62, 0x94, 0x43, 0x02,
   0x79, 0x7a, 0x94, 0x75, 0x2e,
 };
+/* clang-format on */
 
 /* Pickles written by CPython itself, protocols 2 to 5, read back to the
  * values that were dumped. */
@@ -1091,7 +1112,7 @@ START_TEST (test_text_limit)
   }
   pb_op (b, PB_STOP);
   assert_contains (parse_fail (b, YOLOSE_PICKLE_ERROR_LIMIT),
-                   "strings total more than");
+      "strings total more than");
   g_free (big);
 }
 END_TEST
@@ -1127,9 +1148,11 @@ END_TEST
  * every opcode that pops. */
 START_TEST (test_stack_underflow)
 {
+  /* clang-format off */
   static const guint8 poppers[] = {
     'a', 's', 'R', 'b', 0x81, 'Q', 0x85, 0x86, 0x87, 0x93, 0x32, 'q', 0x94, '.',
   };
+  /* clang-format on */
 
   for (gsize i = 0; i < G_N_ELEMENTS (poppers); i++) {
     GByteArray *b = start ();
@@ -1198,7 +1221,7 @@ START_TEST (test_wrong_kinds)
   pb_op (b, PB_BUILD);
   pb_op (b, PB_STOP);
   assert_contains (parse_fail (b, YOLOSE_PICKLE_ERROR_MALFORMED),
-                   "BUILD with a dict state on a list");
+      "BUILD with a dict state on a list");
 
   b = start ();
   pb_op (b, PB_EMPTY_DICT);
@@ -1206,7 +1229,7 @@ START_TEST (test_wrong_kinds)
   pb_op (b, PB_BUILD);
   pb_op (b, PB_STOP);
   assert_contains (parse_fail (b, YOLOSE_PICKLE_ERROR_MALFORMED),
-                   "BUILD with a list state on a dict");
+      "BUILD with a list state on a dict");
 
   b = start ();
   pb_op (b, PB_EMPTY_DICT);
@@ -1214,7 +1237,7 @@ START_TEST (test_wrong_kinds)
   pb_op (b, PB_APPEND);
   pb_op (b, PB_STOP);
   assert_contains (parse_fail (b, YOLOSE_PICKLE_ERROR_MALFORMED),
-                   "dict, not a list");
+      "dict, not a list");
 
   b = start ();
   pb_op (b, PB_EMPTY_LIST);
@@ -1223,7 +1246,7 @@ START_TEST (test_wrong_kinds)
   pb_op (b, PB_SETITEM);
   pb_op (b, PB_STOP);
   assert_contains (parse_fail (b, YOLOSE_PICKLE_ERROR_MALFORMED),
-                   "list, not a dict");
+      "list, not a dict");
 
   b = start ();
   pb_str (b, "os.system");
@@ -1231,7 +1254,7 @@ START_TEST (test_wrong_kinds)
   pb_op (b, PB_REDUCE);
   pb_op (b, PB_STOP);
   assert_contains (parse_fail (b, YOLOSE_PICKLE_ERROR_MALFORMED),
-                   "cannot call a str");
+      "cannot call a str");
 
   b = start ();
   pb_global (b, "collections", "OrderedDict");
@@ -1239,7 +1262,7 @@ START_TEST (test_wrong_kinds)
   pb_op (b, PB_REDUCE);
   pb_op (b, PB_STOP);
   assert_contains (parse_fail (b, YOLOSE_PICKLE_ERROR_MALFORMED),
-                   "not a tuple");
+      "not a tuple");
 }
 END_TEST
 

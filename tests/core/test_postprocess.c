@@ -37,7 +37,7 @@ tensor_new (gsize rows, int nc)
  * and a single class probability (the others stay 0). */
 static void
 set_row (Tensor *t, gsize row, float cx, float cy, float w, float h, float obj,
-         int cls, float prob)
+    int cls, float prob)
 {
   float *r = t->raw + row * (5 + t->nc);
 
@@ -70,7 +70,7 @@ run (Tensor *t, const YoloseNmsParams *params, YoloseDetection *out, gsize cap)
 
   yolose_nms_params_init (&defaults);
   n = yolose_postprocess_run (post, t->raw, params ? params : &defaults, &box,
-                              out, cap);
+      out, cap);
   yolose_postprocess_free (post);
   return n;
 }
@@ -78,7 +78,7 @@ run (Tensor *t, const YoloseNmsParams *params, YoloseDetection *out, gsize cap)
 /* run() on a letterbox 32000 pixels wide, so nothing is clipped. */
 static gsize
 run_wide (Tensor *t, const YoloseNmsParams *params, YoloseDetection *out,
-          gsize cap)
+    gsize cap)
 {
   YolosePostprocess *post = yolose_postprocess_new (t->rows, t->nc);
   YoloseLetterbox box = identity_box (32000);
@@ -228,18 +228,17 @@ START_TEST (test_order_random_scores)
   /* row r sits at x = 4 r (2 wide), so x1 / 4 gives the row back */
   for (gsize r = 0; r < rows; r++)
     set_row (&t, r, 4 * r + 1, 1, 2, 2,
-             0.3f + 0.05f * g_rand_int_range (rand, 0, 12), 0, 1.0f);
+        0.3f + 0.05f * g_rand_int_range (rand, 0, 12), 0, 1.0f);
   yolose_nms_params_init (&params);
   params.max_detections = (int)rows;
   n = run_wide (&t, &params, out, rows);
   ck_assert_uint_eq (n, rows);
   for (gsize i = 1; i < n; i++) {
     gboolean ordered = out[i - 1].confidence > out[i].confidence
-                       || (out[i - 1].confidence == out[i].confidence
-                           && out[i - 1].x1 < out[i].x1);
+        || (out[i - 1].confidence == out[i].confidence
+            && out[i - 1].x1 < out[i].x1);
     ck_assert_msg (ordered, "position %d: %g at %g after %g at %g", (int)i,
-                   out[i].confidence, out[i].x1, out[i - 1].confidence,
-                   out[i - 1].x1);
+        out[i].confidence, out[i].x1, out[i - 1].confidence, out[i - 1].x1);
   }
   g_rand_free (rand);
   g_free (out);
@@ -337,7 +336,7 @@ START_TEST (test_mapping_and_clipping)
   yolose_letterbox_compute (810, 1080, 640, &box);
   /* frame box [100, 200, 300, 500] -> letterbox */
   set_row (&t, 0, 80 + 200 * gain, 350 * gain, 200 * gain, 300 * gain, 0.9f, 1,
-           0.9f);
+      0.9f);
   /* reaches past every edge of the picture */
   set_row (&t, 1, 320, 320, 700, 700, 0.8f, 2, 0.9f);
   yolose_nms_params_init (&params);
@@ -386,11 +385,10 @@ iou (const float a[4], const float b[4])
  * identical boxes after rounding, confidences equal to 5 decimals). */
 static void
 check_reference (const char *model, const char *image, int nc, int width,
-                 int height)
+    int height)
 {
-  char *rel
-      = g_strdup_printf ("reference/%s-%s.output.f32", model,
-                         g_str_has_prefix (image, "bus") ? "bus" : "zidane");
+  char *rel = g_strdup_printf ("reference/%s-%s.output.f32", model,
+      g_str_has_prefix (image, "bus") ? "bus" : "zidane");
   char *path = yolose_test_data_path (rel);
   char *json_path = yolose_test_data_path ("reference/detections.json");
   JsonParser *parser = json_parser_new ();
@@ -409,7 +407,7 @@ check_reference (const char *model, const char *image, int nc, int width,
   ck_assert (g_file_get_contents (path, &contents, &length, NULL));
   ck_assert_uint_eq (length, rows * (5 + nc) * sizeof (float));
   ck_assert_msg (json_parser_load_from_file (parser, json_path, &error), "%s",
-                 error ? error->message : "");
+      error ? error->message : "");
   entry = json_object_get_object_member (
       json_object_get_object_member (
           json_node_get_object (json_parser_get_root (parser)), model),
@@ -421,28 +419,29 @@ check_reference (const char *model, const char *image, int nc, int width,
   yolose_nms_params_init (&params);
   params.max_detections = 1000; /* the reference's setting */
   n = yolose_postprocess_run (post, (const float *)contents, &params, &box, out,
-                              G_N_ELEMENTS (out));
+      G_N_ELEMENTS (out));
   ck_assert_uint_eq (n, json_array_get_length (dets));
   for (gsize i = 0; i < n; i++) {
     JsonObject *d = json_array_get_object_element (dets, i);
     JsonArray *jb = json_object_get_array_member (d, "box");
-    float want[4], got[4] = { nearbyintf (out[i].x1), nearbyintf (out[i].y1),
-                              nearbyintf (out[i].x2), nearbyintf (out[i].y2) };
+    float want[4],
+        got[4] = { nearbyintf (out[i].x1), nearbyintf (out[i].y1),
+          nearbyintf (out[i].x2), nearbyintf (out[i].y2) };
     float conf = (float)json_object_get_double_member (d, "confidence");
 
     for (int k = 0; k < 4; k++)
       want[k] = (float)json_array_get_double_element (jb, k);
     printf ("%s %s: %s %.5f [%g %g %g %g] (upstream %.5f [%g %g %g %g])\n",
-            model, image, json_object_get_string_member (d, "label"),
-            out[i].confidence, got[0], got[1], got[2], got[3], conf, want[0],
-            want[1], want[2], want[3]);
+        model, image, json_object_get_string_member (d, "label"),
+        out[i].confidence, got[0], got[1], got[2], got[3], conf, want[0],
+        want[1], want[2], want[3]);
     ck_assert_int_eq (out[i].class_id,
-                      json_object_get_int_member (d, "class_id"));
+        json_object_get_int_member (d, "class_id"));
     worst_iou = MIN (worst_iou, iou (got, want));
     worst_conf = MAX (worst_conf, fabsf (out[i].confidence - conf));
   }
   printf ("%s %s: %d detections, worst IoU %.4f, worst |dconf| %.6f\n", model,
-          image, (int)n, worst_iou, worst_conf);
+      image, (int)n, worst_iou, worst_conf);
   ck_assert (worst_iou >= 0.95f);
   ck_assert (worst_conf <= 0.02f);
   yolose_postprocess_free (post);
@@ -507,10 +506,9 @@ have (const char *relative)
 int
 main (void)
 {
-  gboolean with_data
-      = have ("reference/detections.json")
-        && have ("reference/yolov5n-se-coco-bus.output.f32")
-        && have ("reference/yolov5s-se-voc-random-zidane.output.f32");
+  gboolean with_data = have ("reference/detections.json")
+      && have ("reference/yolov5n-se-coco-bus.output.f32")
+      && have ("reference/yolov5s-se-voc-random-zidane.output.f32");
   SRunner *runner = srunner_create (postprocess_suite (with_data));
   int failed;
 
@@ -520,8 +518,8 @@ main (void)
   if (failed != 0)
     return 1;
   if (!with_data)
-    yolose_test_require_data (
-        "reference/detections.json", "reference/yolov5n-se-coco-bus.output.f32",
+    yolose_test_require_data ("reference/detections.json",
+        "reference/yolov5n-se-coco-bus.output.f32",
         "reference/yolov5s-se-voc-random-zidane.output.f32", NULL);
   return 0;
 }

@@ -30,7 +30,7 @@ int LLVMFuzzerInitialize (int *argc, char ***argv);
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
 size_t LLVMFuzzerMutate (uint8_t *data, size_t size, size_t max_size);
 size_t LLVMFuzzerCustomMutator (uint8_t *data, size_t size, size_t max_size,
-                                unsigned int seed);
+    unsigned int seed);
 
 int
 LLVMFuzzerInitialize (int *argc, char ***argv)
@@ -108,10 +108,9 @@ repack (zip_t *zip, zip_uint64_t index, const guint8 *contents, size_t len)
   copy = zip_open_from_source (out, ZIP_TRUNCATE, &zerr);
   for (zip_int64_t i = 0; copy != NULL && i < n; i++) {
     const char *name = zip_get_name (zip, (zip_uint64_t)i, 0);
-    zip_source_t *source
-        = (zip_uint64_t)i == index
-              ? zip_source_buffer (copy, contents, len, 0)
-              : zip_source_zip (copy, zip, (zip_uint64_t)i, 0, 0, -1);
+    zip_source_t *source = (zip_uint64_t)i == index
+        ? zip_source_buffer (copy, contents, len, 0)
+        : zip_source_zip (copy, zip, (zip_uint64_t)i, 0, 0, -1);
     if (name == NULL || source == NULL
         || zip_file_add (copy, name, source, 0) < 0) {
       zip_source_free (source);
@@ -145,7 +144,7 @@ repack (zip_t *zip, zip_uint64_t index, const guint8 *contents, size_t len)
 
 size_t
 LLVMFuzzerCustomMutator (uint8_t *data, size_t size, size_t max_size,
-                         unsigned int seed)
+    unsigned int seed)
 {
   GRand *rand = g_rand_new_with_seed (seed);
   guint8 *original = g_memdup2 (data, size);

@@ -162,7 +162,7 @@ build_and_run (YoloseCheckpoint *ckpt, char **message)
   GError *error = NULL;
 
   graph = yolose_model_build (ckpt, YOLOSE_FUZZ_INPUT_SIZE, kernels, &info,
-                              &error);
+      &error);
   if (graph == NULL) {
     yolose_model_info_clear (&info);
     return refused (YOLOSE_FUZZ_REFUSED_MODEL, error, message);

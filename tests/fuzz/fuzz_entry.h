@@ -31,11 +31,11 @@ typedef enum {
  * pass at YOLOSE_FUZZ_INPUT_SIZE.  When @message is not NULL it receives
  * the refusal's message (or NULL), to free with g_free(). */
 YoloseFuzzOutcome yolose_fuzz_checkpoint (const guint8 *data, gsize size,
-                                          char **message);
+    char **message);
 
 /* The pickle reader alone, then a walk over every value it built. */
 YoloseFuzzOutcome yolose_fuzz_pickle (const guint8 *data, gsize size,
-                                      char **message);
+    char **message);
 
 G_END_DECLS
 

@@ -11,8 +11,23 @@
 #include "gstyoloseworker.h"
 
 static const gchar *all_formats[] = {
-  "RGB",  "BGR",  "RGBx", "BGRx", "xRGB", "xBGR", "RGBA", "BGRA",  "ARGB",
-  "ABGR", "I420", "YV12", "NV12", "NV21", "YUY2", "UYVY", "GRAY8",
+  "RGB",
+  "BGR",
+  "RGBx",
+  "BGRx",
+  "xRGB",
+  "xBGR",
+  "RGBA",
+  "BGRA",
+  "ARGB",
+  "ABGR",
+  "I420",
+  "YV12",
+  "NV12",
+  "NV21",
+  "YUY2",
+  "UYVY",
+  "GRAY8",
 };
 
 /* Sets @element to PAUSED on its own bus and returns the error message it
@@ -27,7 +42,7 @@ start_and_expect_failure (GstElement *element)
 
   gst_element_set_bus (element, bus);
   fail_unless_equals_int (gst_element_set_state (element, GST_STATE_PAUSED),
-                          GST_STATE_CHANGE_FAILURE);
+      GST_STATE_CHANGE_FAILURE);
   msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
   if (msg != NULL) {
     gst_message_parse_error (msg, &error, NULL);
@@ -61,10 +76,10 @@ GST_START_TEST (test_registered_with_documented_properties)
 
   e = gst_element_factory_make ("yolose", NULL);
   g_object_get (e, "model", &model, "conf-threshold", &conf, "iou-threshold",
-                &iou, "max-detections", &max_det, "input-size", &size,
-                "threads", &threads, "inference-interval", &interval, "overlay",
-                &overlay, "show-labels", &labels, "show-confidence",
-                &confidence, "post-messages", &post, NULL);
+      &iou, "max-detections", &max_det, "input-size", &size, "threads",
+      &threads, "inference-interval", &interval, "overlay", &overlay,
+      "show-labels", &labels, "show-confidence", &confidence, "post-messages",
+      &post, NULL);
   fail_unless (model == NULL);
   fail_unless (conf == 0.25f && iou == 0.45f);
   fail_unless_equals_int (max_det, 300);
@@ -72,13 +87,12 @@ GST_START_TEST (test_registered_with_documented_properties)
   fail_unless_equals_int (threads, 0);
   fail_unless_equals_int (interval, 1);
   fail_unless (!overlay && labels && confidence && !post);
-  for (const char *const *p
-       = (const char *[]){ "labels-file", "classes", "line-width", "mode",
-                           "kernels", "qos", NULL };
+  for (const char *const *p = (const char *[]){ "labels-file", "classes",
+           "line-width", "mode", "kernels", "qos", NULL };
        *p; p++)
     fail_unless (g_object_class_find_property (G_OBJECT_GET_CLASS (e), *p)
-                     != NULL,
-                 "no property %s", *p);
+            != NULL,
+        "no property %s", *p);
   gst_object_unref (e);
 }
 
@@ -245,8 +259,8 @@ GST_START_TEST (test_labels_file_parsing)
   fail_unless (gst_yolose_read_labels_file (empty, &error) == NULL);
   fail_unless (error != NULL);
   g_clear_error (&error);
-  fail_unless (gst_yolose_read_labels_file ("/nonexistent/l.txt", &error)
-               == NULL);
+  fail_unless (
+      gst_yolose_read_labels_file ("/nonexistent/l.txt", &error) == NULL);
   g_clear_error (&error);
   g_unlink (path);
   g_unlink (empty);
@@ -269,7 +283,7 @@ gray_frame (const GstVideoInfo *info, guint8 value)
  * before and after. */
 static void
 draw_on_gray (const gchar *format, int w, int h, const GstYoloseBox *boxes,
-              guint n, GBytes **before, GBytes **after)
+    guint n, GBytes **before, GBytes **after)
 {
   GstVideoInfo info;
   GstBuffer *buf;
@@ -280,13 +294,13 @@ draw_on_gray (const gchar *format, int w, int h, const GstYoloseBox *boxes,
   gsize size;
 
   gst_video_info_set_format (&info, gst_video_format_from_string (format), w,
-                             h);
+      h);
   buf = gray_frame (&info, 0x80);
   gst_buffer_extract_dup (buf, 0, info.size, &data, &size);
   *before = g_bytes_new_take (data, size);
   fail_unless (gst_video_frame_map (&frame, &info, buf, GST_MAP_READWRITE));
   fail_unless (gst_yolose_overlay_draw (overlay, &frame, boxes, n, &style),
-               "blend failed for %s", format);
+      "blend failed for %s", format);
   gst_video_frame_unmap (&frame);
   gst_buffer_extract_dup (buf, 0, info.size, &data, &size);
   *after = g_bytes_new_take (data, size);
@@ -312,7 +326,7 @@ GST_START_TEST (test_overlay_draws_in_every_format)
     a = g_bytes_get_data (before, &size);
     b = g_bytes_get_data (after, NULL);
     fail_unless (memcmp (a + size - 16, b + size - 16, 16) == 0,
-                 "%s: corner changed", all_formats[i]);
+        "%s: corner changed", all_formats[i]);
     g_bytes_unref (before);
     g_bytes_unref (after);
   }
@@ -352,8 +366,8 @@ GST_START_TEST (test_overlay_colour_and_place)
   draw_on_gray ("RGB", w, h, &box, 1, &before, &after);
   px = (const guint8 *)g_bytes_get_data (after, NULL) + 65 * stride + 40 * 3;
   fail_unless (ABS (px[0] - r) <= 2 && ABS (px[1] - g) <= 2
-                   && ABS (px[2] - b) <= 2,
-               "RGB %d %d %d", px[0], px[1], px[2]);
+          && ABS (px[2] - b) <= 2,
+      "RGB %d %d %d", px[0], px[1], px[2]);
   /* Inside the box, away from lines and caption: untouched. */
   px = (const guint8 *)g_bytes_get_data (after, NULL) + 75 * stride + 70 * 3;
   fail_unless (px[0] == 0x80 && px[1] == 0x80 && px[2] == 0x80);
@@ -363,8 +377,8 @@ GST_START_TEST (test_overlay_colour_and_place)
   draw_on_gray ("BGR", w, h, &box, 1, &before, &after);
   px = (const guint8 *)g_bytes_get_data (after, NULL) + 65 * stride + 40 * 3;
   fail_unless (ABS (px[2] - r) <= 2 && ABS (px[1] - g) <= 2
-                   && ABS (px[0] - b) <= 2,
-               "BGR %d %d %d", px[0], px[1], px[2]);
+          && ABS (px[0] - b) <= 2,
+      "BGR %d %d %d", px[0], px[1], px[2]);
   g_bytes_unref (before);
   g_bytes_unref (after);
 }
@@ -418,7 +432,7 @@ slow_detect (const GstVideoFrame *frame, GArray *boxes, gpointer user_data)
 
 static gboolean
 wait_for_newer (GstYoloseWorker *worker, guint64 *serial, GArray *boxes,
-                GstClockTime *pts)
+    GstClockTime *pts)
 {
   for (int i = 0; i < 500; i++) {
     if (gst_yolose_worker_take_newer (worker, serial, boxes, pts))
@@ -454,8 +468,8 @@ GST_START_TEST (test_worker_takes_newest_frame)
     gst_buffer_unref (buf);
   }
   /* The last result must come from the last frame. */
-  while (wait_for_newer (worker, &serial, boxes, &pts)
-         && pts != 10 * GST_SECOND)
+  while (
+      wait_for_newer (worker, &serial, boxes, &pts) && pts != 10 * GST_SECOND)
     ;
   fail_unless_equals_uint64 (pts, 10 * GST_SECOND);
   fail_unless_equals_int (g_array_index (boxes, GstYoloseBox, 0).class_id, 10);

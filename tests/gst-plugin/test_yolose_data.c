@@ -21,16 +21,45 @@
 #define ZIDANE "images/zidane.jpg"
 
 static const gchar *rgb_formats[] = {
-  "RGB", "BGR", "RGBx", "BGRx", "xRGB", "xBGR", "RGBA", "BGRA", "ARGB", "ABGR",
+  "RGB",
+  "BGR",
+  "RGBx",
+  "BGRx",
+  "xRGB",
+  "xBGR",
+  "RGBA",
+  "BGRA",
+  "ARGB",
+  "ABGR",
 };
 
 static const gchar *yuv_formats[] = {
-  "I420", "YV12", "NV12", "NV21", "YUY2", "UYVY",
+  "I420",
+  "YV12",
+  "NV12",
+  "NV21",
+  "YUY2",
+  "UYVY",
 };
 
 static const gchar *all_formats[] = {
-  "RGB",  "BGR",  "RGBx", "BGRx", "xRGB", "xBGR", "RGBA", "BGRA",  "ARGB",
-  "ABGR", "I420", "YV12", "NV12", "NV21", "YUY2", "UYVY", "GRAY8",
+  "RGB",
+  "BGR",
+  "RGBx",
+  "BGRx",
+  "xRGB",
+  "xBGR",
+  "RGBA",
+  "BGRA",
+  "ARGB",
+  "ABGR",
+  "I420",
+  "YV12",
+  "NV12",
+  "NV21",
+  "YUY2",
+  "UYVY",
+  "GRAY8",
 };
 
 /* A detection as the test compares it, in frame pixels. */
@@ -67,7 +96,7 @@ pull_one_buffer (const gchar *launch, GstVideoInfo *info)
   fail_unless (pipeline != NULL, "%s: %s", launch, error ? error->message : "");
   sink = gst_bin_get_by_name (GST_BIN (pipeline), "sink");
   fail_unless (gst_element_set_state (pipeline, GST_STATE_PLAYING)
-               != GST_STATE_CHANGE_FAILURE);
+      != GST_STATE_CHANGE_FAILURE);
   sample = gst_app_sink_pull_sample (GST_APP_SINK (sink));
   fail_unless (sample != NULL, "no frame from %s", launch);
   fail_unless (gst_video_info_from_caps (info, gst_sample_get_caps (sample)));
@@ -112,9 +141,9 @@ dets_from_buffer (GstBuffer *buf, int width, int height)
   gpointer state = NULL;
   GstMeta *meta;
 
-  while ((meta = gst_buffer_iterate_meta_filtered (
-              buf, &state, GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE))
-         != NULL) {
+  while ((meta = gst_buffer_iterate_meta_filtered (buf, &state,
+              GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE))
+      != NULL) {
     GstVideoRegionOfInterestMeta *roi = (GstVideoRegionOfInterestMeta *)meta;
     GstStructure *s
         = gst_video_region_of_interest_meta_get_param (roi, "detection");
@@ -123,11 +152,11 @@ dets_from_buffer (GstBuffer *buf, int width, int height)
     Det d = { 0 };
 
     fail_unless (s != NULL, "ROI meta without a detection structure");
-    fail_unless (gst_structure_get (
-        s, "x_min", G_TYPE_DOUBLE, &x_min, "y_min", G_TYPE_DOUBLE, &y_min,
-        "x_max", G_TYPE_DOUBLE, &x_max, "y_max", G_TYPE_DOUBLE, &y_max,
-        "confidence", G_TYPE_DOUBLE, &d.confidence, "label_id", G_TYPE_INT,
-        &d.class_id, "age_ms", G_TYPE_DOUBLE, &d.age_ms, NULL));
+    fail_unless (gst_structure_get (s, "x_min", G_TYPE_DOUBLE, &x_min, "y_min",
+        G_TYPE_DOUBLE, &y_min, "x_max", G_TYPE_DOUBLE, &x_max, "y_max",
+        G_TYPE_DOUBLE, &y_max, "confidence", G_TYPE_DOUBLE, &d.confidence,
+        "label_id", G_TYPE_INT, &d.class_id, "age_ms", G_TYPE_DOUBLE, &d.age_ms,
+        NULL));
     label = gst_structure_get_string (s, "label");
     fail_unless (label != NULL);
     fail_unless_equals_string (label, g_quark_to_string (roi->roi_type));
@@ -152,7 +181,7 @@ dets_from_buffer (GstBuffer *buf, int width, int height)
 
 static GArray *
 core_detect (const gchar *model, int input_size, GstBuffer *rgb,
-             const GstVideoInfo *info, const YoloseNmsParams *params)
+    const GstVideoInfo *info, const YoloseNmsParams *params)
 {
   gchar *path = data (model);
   YoloseConfig config;
@@ -171,15 +200,14 @@ core_detect (const gchar *model, int input_size, GstBuffer *rgb,
   fail_unless (det != NULL, "%s", error ? error->message : "");
   fail_unless (gst_video_frame_map (&frame, info, rgb, GST_MAP_READ));
   yolose_image_init_rgb (&image, GST_VIDEO_FRAME_PLANE_DATA (&frame, 0),
-                         info->width, info->height,
-                         GST_VIDEO_FRAME_PLANE_STRIDE (&frame, 0));
+      info->width, info->height, GST_VIDEO_FRAME_PLANE_STRIDE (&frame, 0));
   n = yolose_detector_detect (det, &image, params, out, G_N_ELEMENTS (out));
   gst_video_frame_unmap (&frame);
   for (gsize i = 0; i < n; i++) {
-    Det d = { out[i].class_id, "",        out[i].confidence, out[i].x1,
-              out[i].y1,       out[i].x2, out[i].y2,         0 };
+    Det d = { out[i].class_id, "", out[i].confidence, out[i].x1, out[i].y1,
+      out[i].x2, out[i].y2, 0 };
     g_strlcpy (d.label, yolose_detector_get_class_name (det, d.class_id),
-               sizeof d.label);
+        sizeof d.label);
     g_array_append_val (dets, d);
   }
   yolose_detector_free (det);
@@ -189,7 +217,7 @@ core_detect (const gchar *model, int input_size, GstBuffer *rgb,
 
 static GArray *
 core_detect_default (const gchar *model, int input_size, GstBuffer *rgb,
-                     const GstVideoInfo *info)
+    const GstVideoInfo *info)
 {
   YoloseNmsParams params;
 
@@ -204,7 +232,7 @@ print_dets (const gchar *what, GArray *dets)
   for (guint i = 0; i < dets->len; i++) {
     Det *d = &g_array_index (dets, Det, i);
     g_print ("  %-12s %.4f  %.2f %.2f %.2f %.2f\n", d->label, d->confidence,
-             d->x1, d->y1, d->x2, d->y2);
+        d->x1, d->y1, d->x2, d->y2);
   }
 }
 
@@ -223,13 +251,11 @@ assert_same_dets (GArray *got, GArray *want, const gchar *what)
     fail_unless_equals_int (a->class_id, b->class_id);
     fail_unless_equals_string (a->label, b->label);
     fail_unless (fabs (a->confidence - b->confidence) < 1e-6,
-                 "%s #%u: confidence %f vs %f", what, i, a->confidence,
-                 b->confidence);
+        "%s #%u: confidence %f vs %f", what, i, a->confidence, b->confidence);
     fail_unless (fabs (a->x1 - b->x1) < 1e-3 && fabs (a->y1 - b->y1) < 1e-3
-                     && fabs (a->x2 - b->x2) < 1e-3
-                     && fabs (a->y2 - b->y2) < 1e-3,
-                 "%s #%u: box %.3f %.3f %.3f %.3f vs %.3f %.3f %.3f %.3f", what,
-                 i, a->x1, a->y1, a->x2, a->y2, b->x1, b->y1, b->x2, b->y2);
+            && fabs (a->x2 - b->x2) < 1e-3 && fabs (a->y2 - b->y2) < 1e-3,
+        "%s #%u: box %.3f %.3f %.3f %.3f vs %.3f %.3f %.3f %.3f", what, i,
+        a->x1, a->y1, a->x2, a->y2, b->x1, b->y1, b->x2, b->y2);
   }
 }
 
@@ -244,7 +270,7 @@ iou (const Det *a, const Det *b)
     return 0;
   inter = iw * ih;
   uni = (a->x2 - a->x1) * (a->y2 - a->y1) + (b->x2 - b->x1) * (b->y2 - b->y1)
-        - inter;
+      - inter;
   return inter / uni;
 }
 
@@ -267,10 +293,9 @@ assert_matched (GArray *from, GArray *in, double min_conf, const gchar *what)
         best = MAX (best, iou (a, b));
     }
     fail_unless (best >= 0.8,
-                 "%s: %s %.2f at %.0f,%.0f,%.0f,%.0f has no "
-                 "partner (best IoU %.3f)",
-                 what, a->label, a->confidence, a->x1, a->y1, a->x2, a->y2,
-                 best);
+        "%s: %s %.2f at %.0f,%.0f,%.0f,%.0f has no "
+        "partner (best IoU %.3f)",
+        what, a->label, a->confidence, a->x1, a->y1, a->x2, a->y2, best);
   }
 }
 
@@ -283,7 +308,7 @@ yolose_harness (const gchar *model, const gchar *props)
   /* One thread: on a loaded CI machine two OpenMP threads on two cores
    * can be far slower than one; the core's own tests cover threading. */
   gchar *launch = g_strdup_printf ("yolose model=\"%s\" threads=1 %s", path,
-                                   props ? props : "");
+      props ? props : "");
   GstHarness *h = gst_harness_new_parse (launch);
 
   g_free (launch);
@@ -311,7 +336,7 @@ push_copy (GstHarness *h, GstBuffer *frame, GstClockTime pts)
 /* The element's detections on @image in @format. */
 static GArray *
 element_detect (const gchar *image, const gchar *format, const gchar *props,
-                GstVideoInfo *info_out)
+    GstVideoInfo *info_out)
 {
   GstVideoInfo info;
   GstBuffer *in = decode_image (image, format, &info);
@@ -402,7 +427,7 @@ GST_START_TEST (test_negotiation_every_format)
     GstHarness *h = yolose_harness (MODEL, "input-size=160");
     gchar *caps_str = g_strdup_printf ("video/x-raw,format=%s,width=64,"
                                        "height=48,framerate=30/1",
-                                       all_formats[i]);
+        all_formats[i]);
     GstCaps *caps = gst_caps_from_string (caps_str);
     GstVideoInfo info;
     GstBuffer *in, *out;
@@ -415,7 +440,7 @@ GST_START_TEST (test_negotiation_every_format)
     fail_unless (out != NULL, "%s: no output", all_formats[i]);
     out_caps = gst_pad_get_current_caps (h->sinkpad);
     fail_unless (gst_caps_is_equal (out_caps, caps), "%s: caps changed",
-                 all_formats[i]);
+        all_formats[i]);
     fail_unless (buffer_equals (in, out), "%s: pixels changed", all_formats[i]);
     gst_caps_unref (out_caps);
     gst_caps_unref (caps);
@@ -434,7 +459,7 @@ GST_END_TEST;
 GST_START_TEST (test_odd_sizes_every_format)
 {
   static const int sizes[][2] = { { 1, 1 }, { 2, 2 }, { 7, 5 }, { 33, 17 },
-                                  { 3, 1 }, { 1, 9 }, { 65, 3 } };
+    { 3, 1 }, { 1, 9 }, { 65, 3 } };
 
   for (guint i = 0; i < G_N_ELEMENTS (all_formats); i++) {
     GstHarness *h = yolose_harness (MODEL, "input-size=160");
@@ -444,15 +469,15 @@ GST_START_TEST (test_odd_sizes_every_format)
       GstBuffer *in, *out;
 
       gst_video_info_set_format (&info,
-                                 gst_video_format_from_string (all_formats[i]),
-                                 sizes[s][0], sizes[s][1]);
+          gst_video_format_from_string (all_formats[i]), sizes[s][0],
+          sizes[s][1]);
       gst_harness_set_src_caps (h, caps_of (&info));
       in = pattern_frame (&info);
       out = push_copy (h, in, s * GST_SECOND);
       fail_unless (out != NULL, "%s %dx%d", all_formats[i], sizes[s][0],
-                   sizes[s][1]);
+          sizes[s][1]);
       fail_unless (buffer_equals (in, out), "%s %dx%d: pixels changed",
-                   all_formats[i], sizes[s][0], sizes[s][1]);
+          all_formats[i], sizes[s][0], sizes[s][1]);
       gst_buffer_unref (in);
       gst_buffer_unref (out);
     }
@@ -479,7 +504,7 @@ check_rgb_family_equals_core (const gchar *image, int input_size)
     g_array_free (got, TRUE);
   }
   g_print ("%s at %d: %u detections, equal in all %u RGB formats\n", image,
-           input_size, want->len, (guint)G_N_ELEMENTS (rgb_formats));
+      input_size, want->len, (guint)G_N_ELEMENTS (rgb_formats));
   g_free (props);
   g_array_free (want, TRUE);
   gst_buffer_unref (rgb);
@@ -572,7 +597,7 @@ GST_START_TEST (test_overlay_on_changes_pixels_off_none)
     g_object_set (e, "overlay", TRUE, NULL);
     out = push_copy (h, in, GST_SECOND);
     fail_if (buffer_equals (in, out), "%s: overlay=true drew nothing",
-             formats[f]);
+        formats[f]);
     gst_buffer_unref (out);
 
     gst_object_unref (e);
@@ -609,14 +634,14 @@ GST_START_TEST (test_thresholds_change_while_playing)
   want = core_detect (MODEL, 320, in, &info, &params);
   assert_same_dets (got, want, "conf 0.6");
   fail_unless (got->len < base->len, "conf 0.6 kept %u of %u", got->len,
-               base->len);
+      base->len);
   for (guint i = 0; i < got->len; i++)
     fail_unless (g_array_index (got, Det, i).confidence > 0.6);
   g_array_free (got, TRUE);
   g_array_free (want, TRUE);
 
   g_object_set (e, "conf-threshold", 0.25f, "iou-threshold", 0.9f,
-                "max-detections", 3, NULL);
+      "max-detections", 3, NULL);
   out = push_copy (h, in, 2 * GST_SECOND);
   got = dets_from_buffer (out, info.width, info.height);
   gst_buffer_unref (out);
@@ -705,8 +730,8 @@ GST_START_TEST (test_inference_interval)
 {
   GstVideoInfo info;
   GstBuffer *in = decode_image (ZIDANE, "RGB", &info);
-  GstHarness *h = yolose_harness (
-      MODEL, "input-size=320 inference-interval=3 post-messages=true");
+  GstHarness *h = yolose_harness (MODEL,
+      "input-size=320 inference-interval=3 post-messages=true");
   GstBus *bus = watch_bus (h);
   GArray *first_dets = NULL;
   const GstClockTime step = GST_SECOND / 30;
@@ -720,9 +745,9 @@ GST_START_TEST (test_inference_interval)
     fail_unless (dets->len > 0, "frame %u carries no detection", i);
     for (guint d = 0; d < dets->len; d++)
       fail_unless (fabs (g_array_index (dets, Det, d).age_ms - expected_age)
-                       < 1e-6,
-                   "frame %u: age %f, expected %f", i,
-                   g_array_index (dets, Det, d).age_ms, expected_age);
+              < 1e-6,
+          "frame %u: age %f, expected %f", i,
+          g_array_index (dets, Det, d).age_ms, expected_age);
     if (first_dets == NULL)
       first_dets = g_array_ref (dets);
     else
@@ -776,7 +801,7 @@ GST_START_TEST (test_bus_message_carries_detections)
     fail_unless (gst_structure_get_double (d, "confidence", &conf));
     fail_unless (conf == g_array_index (dets, Det, i).confidence);
     fail_unless_equals_string (gst_structure_get_string (d, "label"),
-                               g_array_index (dets, Det, i).label);
+        g_array_index (dets, Det, i).label);
   }
   gst_message_unref (msg);
   g_array_free (dets, TRUE);
@@ -803,7 +828,7 @@ GST_START_TEST (test_short_buffer_is_an_error)
     GstMessage *msg;
 
     gst_video_info_set_format (&info, gst_video_format_from_string (formats[f]),
-                               64, 48);
+        64, 48);
     gst_harness_set_src_caps (h, caps_of (&info));
     in = gst_buffer_new_allocate (NULL, info.size - 1, NULL);
     gst_buffer_memset (in, 0, 0x80, info.size - 1);
@@ -891,9 +916,9 @@ GST_START_TEST (test_model_swap_while_playing)
   for (guint i = 0; i < after->len; i++) {
     const Det *d = &g_array_index (after, Det, i);
     fail_unless (g_str_equal (d->label, "aeroplane")
-                     || g_str_equal (d->label, "person")
-                     || g_str_equal (d->label, "tvmonitor"),
-                 "label %s", d->label);
+            || g_str_equal (d->label, "person")
+            || g_str_equal (d->label, "tvmonitor"),
+        "label %s", d->label);
     fail_unless (d->class_id < 20);
   }
   g_print ("after the swap: %u detections of the VOC model\n", after->len);
@@ -929,10 +954,10 @@ GST_START_TEST (test_latency_query_adds_processing_time)
   gst_buffer_unref (out);
   latency = gst_harness_query_latency (h);
   g_print ("one frame took %.1f ms; latency answered %.1f ms\n",
-           elapsed / 1000.0, (double)latency / GST_MSECOND);
+      elapsed / 1000.0, (double)latency / GST_MSECOND);
   fail_unless (latency > 10 * GST_MSECOND + GST_MSECOND / 2);
-  fail_unless (latency
-               <= 10 * GST_MSECOND + (GstClockTime)elapsed * GST_USECOND);
+  fail_unless (
+      latency <= 10 * GST_MSECOND + (GstClockTime)elapsed * GST_USECOND);
   gst_buffer_unref (in);
   gst_harness_teardown (h);
 }
@@ -1007,11 +1032,11 @@ GST_START_TEST (test_state_cycles)
     fail_unless (pipeline != NULL);
     for (int i = 0; i < (mode ? 20 : 100); i++) {
       fail_unless (gst_element_set_state (pipeline, GST_STATE_PLAYING)
-                   != GST_STATE_CHANGE_FAILURE);
+          != GST_STATE_CHANGE_FAILURE);
       fail_unless (gst_element_get_state (pipeline, NULL, NULL, 60 * GST_SECOND)
-                   == GST_STATE_CHANGE_SUCCESS);
+          == GST_STATE_CHANGE_SUCCESS);
       fail_unless (gst_element_set_state (pipeline, GST_STATE_NULL)
-                   == GST_STATE_CHANGE_SUCCESS);
+          == GST_STATE_CHANGE_SUCCESS);
     }
     gst_object_unref (pipeline);
     g_free (launch);
@@ -1042,9 +1067,9 @@ measure_delay (GstPad *pad, GstPadProbeInfo *info, gpointer user_data)
   if (clock != NULL && event != NULL) {
     gst_event_parse_segment (event, &segment);
     running = gst_segment_to_running_time (segment, GST_FORMAT_TIME,
-                                           GST_BUFFER_PTS (buf));
+        GST_BUFFER_PTS (buf));
     now = gst_clock_get_time (clock)
-          - gst_element_get_base_time (probe->pipeline);
+        - gst_element_get_base_time (probe->pipeline);
     delay = now > running ? now - running : 0;
     g_mutex_lock (&probe->lock);
     g_array_append_val (probe->delays, delay);
@@ -1090,9 +1115,9 @@ run_live (const gchar *props, guint min_results, int min_seconds, LiveRun *run)
   probe.delays = g_array_new (FALSE, FALSE, sizeof (GstClockTime));
   memset (run, 0, sizeof *run);
   gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_BUFFER, measure_delay, &probe,
-                     NULL);
+      NULL);
   fail_unless (gst_element_set_state (pipeline, GST_STATE_PLAYING)
-               != GST_STATE_CHANGE_FAILURE);
+      != GST_STATE_CHANGE_FAILURE);
   do {
     GstMessage *msg = gst_bus_timed_pop (bus, 50 * GST_MSECOND);
 
@@ -1107,8 +1132,8 @@ run_live (const gchar *props, guint min_results, int min_seconds, LiveRun *run)
       run->results++;
     gst_message_unref (msg);
   } while (now - start < 60 * G_USEC_PER_SEC
-           && (now - start < min_seconds * G_USEC_PER_SEC
-               || run->results < min_results));
+      && (now - start < min_seconds * G_USEC_PER_SEC
+          || run->results < min_results));
 
   query = gst_query_new_latency ();
   fail_unless (gst_element_query (pipeline, query));
@@ -1160,8 +1185,8 @@ GST_START_TEST (test_live_sync_mode_stays_real_time)
   fail_unless (run.latency > 0);
   /* Unbounded, the last frames would be about 8 detection times late. */
   fail_unless (run.steady_delay < 2 * run.latency + GST_SECOND / 2,
-               "delay %" GST_TIME_FORMAT " with latency %" GST_TIME_FORMAT,
-               GST_TIME_ARGS (run.steady_delay), GST_TIME_ARGS (run.latency));
+      "delay %" GST_TIME_FORMAT " with latency %" GST_TIME_FORMAT,
+      GST_TIME_ARGS (run.steady_delay), GST_TIME_ARGS (run.latency));
 }
 
 GST_END_TEST;
@@ -1181,7 +1206,7 @@ GST_START_TEST (test_live_async_mode_passes_every_frame)
    * machine. */
   fail_unless (run.frames >= 40, "only %u frames reached the sink", run.frames);
   fail_unless (run.steady_delay < 250 * GST_MSECOND, "delay %" GST_TIME_FORMAT,
-               GST_TIME_ARGS (run.steady_delay));
+      GST_TIME_ARGS (run.steady_delay));
 }
 
 GST_END_TEST;
@@ -1199,11 +1224,11 @@ GST_START_TEST (test_read_detections_example)
 
   fail_unless (program != NULL, "YOLOSE_READ_DETECTIONS is not set");
   fail_unless (g_spawn_sync (NULL, argv, NULL, G_SPAWN_DEFAULT, NULL, NULL,
-                             &out, &err, &status, &error),
-               "%s", error ? error->message : "");
+                   &out, &err, &status, &error),
+      "%s", error ? error->message : "");
   g_print ("%s", out);
   fail_unless (g_spawn_check_wait_status (status, NULL), "exit %d: %s", status,
-               err);
+      err);
   fail_unless (strstr (out, "frame 0") != NULL);
   fail_unless (strstr (out, "  person ") != NULL);
   fail_unless (strstr (out, "  bus ") != NULL);
@@ -1258,8 +1283,8 @@ meddle (gpointer data)
 
   for (guint i = 0; !g_atomic_int_get (&m->stop); i++) {
     g_object_set (m->element, "conf-threshold", (i % 2) ? 0.3f : 0.5f,
-                  "classes", (i % 3) ? "" : "person", "overlay",
-                  (gboolean)(i % 2), "inference-interval", 1 + i % 3, NULL);
+        "classes", (i % 3) ? "" : "person", "overlay", (gboolean)(i % 2),
+        "inference-interval", 1 + i % 3, NULL);
     if (i % 4 == 0)
       g_object_set (m->element, "model", m->models[(i / 4) % 2], NULL);
     g_usleep (20000);
@@ -1275,8 +1300,8 @@ GST_START_TEST (test_properties_from_another_thread)
   GstBuffer *in = decode_image (ZIDANE, "NV12", &info);
 
   for (int mode = 0; mode < 2; mode++) {
-    GstHarness *h = yolose_harness (MODEL, mode ? "input-size=160 mode=async"
-                                                : "input-size=160");
+    GstHarness *h = yolose_harness (MODEL,
+        mode ? "input-size=160 mode=async" : "input-size=160");
     Meddler m = { harness_yolose (h), { data (MODEL), data (MODEL_SE) }, 0 };
     GThread *thread = g_thread_new ("meddler", meddle, &m);
 
@@ -1339,7 +1364,7 @@ GST_START_TEST (test_labels_file)
   g_object_set (e, "model", model, "labels-file", bad, NULL);
   g_free (model);
   fail_unless_equals_int (gst_element_set_state (e, GST_STATE_PAUSED),
-                          GST_STATE_CHANGE_FAILURE);
+      GST_STATE_CHANGE_FAILURE);
   msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
   fail_unless (msg != NULL);
   gst_message_parse_error (msg, &error, NULL);
@@ -1498,12 +1523,10 @@ GST_START_TEST (test_yuv_layouts_and_colorimetry_exact)
       n = yolose_detector_detect (det, &image, &params, found, 300);
       gst_video_frame_unmap (&frame);
       for (gsize i = 0; i < n; i++) {
-        Det d = { found[i].class_id,   "",
-                  found[i].confidence, found[i].x1,
-                  found[i].y1,         found[i].x2,
-                  found[i].y2,         0 };
+        Det d = { found[i].class_id, "", found[i].confidence, found[i].x1,
+          found[i].y1, found[i].x2, found[i].y2, 0 };
         g_strlcpy (d.label, yolose_detector_get_class_name (det, d.class_id),
-                   sizeof d.label);
+            sizeof d.label);
         g_array_append_val (want, d);
       }
 

@@ -69,7 +69,7 @@ static guint
 count_regions (GstBuffer *buffer)
 {
   return gst_buffer_get_n_meta (buffer,
-                                GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE);
+      GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE);
 }
 
 /* Runs @pipeline to EOS; FALSE (with the error printed) otherwise. */
@@ -87,7 +87,7 @@ run_to_eos (GstElement *pipeline)
     return FALSE;
   }
   msg = gst_bus_timed_pop_filtered (bus, GST_CLOCK_TIME_NONE,
-                                    GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+      GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
   ok = GST_MESSAGE_TYPE (msg) == GST_MESSAGE_EOS;
   if (!ok) {
     GError *error = NULL;
@@ -95,8 +95,8 @@ run_to_eos (GstElement *pipeline)
 
     gst_message_parse_error (msg, &error, &debug);
     g_printerr ("soak: error from %s: %s (%s)\n",
-                GST_OBJECT_NAME (GST_MESSAGE_SRC (msg)), error->message,
-                debug ? debug : "");
+        GST_OBJECT_NAME (GST_MESSAGE_SRC (msg)), error->message,
+        debug ? debug : "");
     g_error_free (error);
     g_free (debug);
   }
@@ -113,7 +113,7 @@ launch (const char *description)
 
   if (pipeline == NULL || error != NULL) {
     g_printerr ("soak: cannot build '%s': %s\n", description,
-                error ? error->message : "?");
+        error ? error->message : "?");
     g_clear_error (&error);
     if (pipeline)
       gst_object_unref (pipeline);
@@ -148,8 +148,8 @@ rss_flat (const char *what, gint64 warm, gint64 end)
 
   g_print ("soak %s: VmRSS after warm-up %" G_GINT64_FORMAT " KiB, at the "
            "end %" G_GINT64_FORMAT " KiB: %+.2f %% (limit %+.0f %%)%s\n",
-           what, warm, end, 100.0 * growth, 100.0 * RSS_TOLERANCE,
-           RSS_MEANINGFUL ? "" : " -- not judged under AddressSanitizer");
+      what, warm, end, 100.0 * growth, 100.0 * RSS_TOLERANCE,
+      RSS_MEANINGFUL ? "" : " -- not judged under AddressSanitizer");
   return growth <= RSS_TOLERANCE || !RSS_MEANINGFUL;
 }
 
@@ -211,12 +211,11 @@ soak_frames (const char *model, int size, int threads, guint64 frames)
   g_print ("soak frames: %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT
            " frames at input %d, threads=%d, in %.1f s (%.0f frames/s), "
            "%" G_GUINT64_FORMAT " detections\n",
-           c.frames, frames, size, threads, seconds, c.frames / seconds,
-           c.regions);
+      c.frames, frames, size, threads, seconds, c.frames / seconds, c.regions);
   print_rss_trace (c.samples, c.n_samples);
   if (c.frames != frames) {
     g_printerr ("soak frames: %" G_GUINT64_FORMAT " frames lost\n",
-                frames - c.frames);
+        frames - c.frames);
     ok = FALSE;
   }
   return rss_flat ("frames", c.warm_rss, end_rss) && ok;
@@ -266,12 +265,11 @@ wait_for_frames (CycleCounter *c, GstBus *bus, guint cycle)
     }
     g_mutex_lock (&c->lock);
     if (ok && c->frames < CYCLE_FRAMES
-        && !g_cond_wait_until (
-            &c->cond, &c->lock,
+        && !g_cond_wait_until (&c->cond, &c->lock,
             MIN (deadline, g_get_monotonic_time () + G_TIME_SPAN_SECOND / 10))
         && g_get_monotonic_time () >= deadline) {
       g_printerr ("soak cycles: cycle %u: no frame in %d s\n", cycle,
-                  CYCLE_TIMEOUT_S);
+          CYCLE_TIMEOUT_S);
       ok = FALSE;
     }
   }
@@ -288,7 +286,7 @@ soak_cycles (const char *model, int size, int threads, guint cycles)
                          " ! yolose " YOLOSE_ARGS " model=\"%s\" input-size=%d "
                          "threads=%d ! "
                          "fakesink name=sink sync=false",
-                         model, size, threads);
+          model, size, threads);
   GstElement *pipeline = launch (description);
   GstBus *bus;
   GstPad *pad;
@@ -304,7 +302,7 @@ soak_cycles (const char *model, int size, int threads, guint cycles)
   bus = gst_element_get_bus (pipeline);
   pad = pad_of (pipeline, "sink", "sink");
   gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_BUFFER, count_cycle_frame, &c,
-                     NULL);
+      NULL);
   gst_object_unref (pad);
 
   start = g_get_monotonic_time ();
@@ -313,8 +311,8 @@ soak_cycles (const char *model, int size, int threads, guint cycles)
     c.frames = 0;
     g_mutex_unlock (&c.lock);
     ok = gst_element_set_state (pipeline, GST_STATE_PLAYING)
-             != GST_STATE_CHANGE_FAILURE
-         && wait_for_frames (&c, bus, done + 1);
+            != GST_STATE_CHANGE_FAILURE
+        && wait_for_frames (&c, bus, done + 1);
     if (gst_element_set_state (pipeline, GST_STATE_NULL)
         != GST_STATE_CHANGE_SUCCESS) {
       g_printerr ("soak cycles: cycle %u: PLAYING -> NULL failed\n", done + 1);
@@ -331,8 +329,8 @@ soak_cycles (const char *model, int size, int threads, guint cycles)
   }
   g_print ("soak cycles: %u of %u NULL->PLAYING->NULL cycles at input %d in "
            "%.1f s, at least %d frames each\n",
-           done, cycles, size, (g_get_monotonic_time () - start) / 1e6,
-           CYCLE_FRAMES);
+      done, cycles, size, (g_get_monotonic_time () - start) / 1e6,
+      CYCLE_FRAMES);
   print_rss_trace (samples, n_samples);
   ok = rss_flat ("cycles", warm_rss, rss_kib ()) && ok;
   gst_object_unref (bus);
@@ -364,7 +362,7 @@ enter_element (GstPad *pad, GstPadProbeInfo *info, gpointer user_data)
   gint most = g_atomic_int_get (&p->most_inside);
 
   while (now > most
-         && !g_atomic_int_compare_and_exchange (&p->most_inside, most, now))
+      && !g_atomic_int_compare_and_exchange (&p->most_inside, most, now))
     most = g_atomic_int_get (&p->most_inside);
   return GST_PAD_PROBE_OK;
 }
@@ -392,8 +390,7 @@ soak_parallel (const char *model, int size, guint elements, guint64 frames)
 
   /* threads=1: the elements, not OpenMP, provide the parallelism. */
   for (guint i = 0; i < elements; i++)
-    g_string_append_printf (
-        description,
+    g_string_append_printf (description,
         "videotestsrc num-buffers=%" G_GUINT64_FORMAT
         " pattern=%u ! " FRAME_CAPS " ! yolose " YOLOSE_ARGS " name=det%u "
         "model=\"%s\" input-size=%d threads=1 ! fakesink sync=false ",
@@ -416,9 +413,9 @@ soak_parallel (const char *model, int size, guint elements, guint64 frames)
     sink = pad_of (pipeline, name, "sink");
     src = pad_of (pipeline, name, "src");
     gst_pad_add_probe (sink, GST_PAD_PROBE_TYPE_BUFFER, enter_element,
-                       &branches[i], NULL);
+        &branches[i], NULL);
     gst_pad_add_probe (src, GST_PAD_PROBE_TYPE_BUFFER, leave_element,
-                       &branches[i], NULL);
+        &branches[i], NULL);
     gst_object_unref (sink);
     gst_object_unref (src);
   }
@@ -427,10 +424,10 @@ soak_parallel (const char *model, int size, guint elements, guint64 frames)
   ok = run_to_eos (pipeline);
   g_print ("soak parallel: %u elements in one pipeline, %.1f s, frames per "
            "element:",
-           elements, (g_get_monotonic_time () - start) / 1e6);
+      elements, (g_get_monotonic_time () - start) / 1e6);
   for (guint i = 0; i < elements; i++) {
     g_print (" %" G_GUINT64_FORMAT " (%" G_GUINT64_FORMAT " detections)",
-             p.frames[i], p.regions[i]);
+        p.frames[i], p.regions[i]);
     ok = ok && p.frames[i] == frames;
   }
   g_print ("; at most %d detecting at once\n", p.most_inside);
@@ -488,13 +485,13 @@ main (int argc, char **argv)
   }
   if (strcmp (mode, "frames") == 0 && argc == 6)
     ok = soak_frames (model, size, (int)count_arg (argv[4], 0),
-                      count_arg (argv[5], 1));
+        count_arg (argv[5], 1));
   else if (strcmp (mode, "cycles") == 0 && argc == 6)
     ok = soak_cycles (model, size, (int)count_arg (argv[4], 0),
-                      (guint)count_arg (argv[5], 1));
+        (guint)count_arg (argv[5], 1));
   else if (strcmp (mode, "parallel") == 0 && argc == 6)
     ok = soak_parallel (model, size, (guint)count_arg (argv[4], 1),
-                        count_arg (argv[5], 1));
+        count_arg (argv[5], 1));
   else
     return usage ();
   g_print ("soak %s: %s\n", mode, ok ? "PASS" : "FAIL");

@@ -124,7 +124,7 @@ clip (const char *picture, int n_frames, const char *out)
   bus = gst_element_get_bus (pipeline);
   gst_element_set_state (pipeline, GST_STATE_PLAYING);
   msg = gst_bus_timed_pop_filtered (bus, CLIP_TIMEOUT,
-                                    GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+      GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
   if (msg != NULL && GST_MESSAGE_TYPE (msg) == GST_MESSAGE_EOS) {
     status = 0;
   } else if (msg != NULL) {
@@ -157,6 +157,6 @@ main (int argc, char **argv)
   if (argc == 5 && g_str_equal (argv[1], "clip"))
     return clip (argv[2], atoi (argv[3]), argv[4]);
   g_printerr ("usage: %s serve PORT PICTURE | clip PICTURE FRAMES OUT.mp4\n",
-              argv[0]);
+      argv[0]);
   return 2;
 }

@@ -55,7 +55,7 @@ read_lines (gpointer data)
   char *line;
 
   while ((line = g_data_input_stream_read_line_utf8 (in, NULL, NULL, NULL))
-         != NULL) {
+      != NULL) {
     /* The child's log goes into the test's log, for whoever reads it. */
     if (r->echo)
       g_printerr ("  %s| %s\n", r->child->tag, line);
@@ -70,7 +70,7 @@ read_lines (gpointer data)
 
 static GThread *
 start_reader (Child *child, GInputStream *stream, GPtrArray *lines,
-              gboolean echo)
+    gboolean echo)
 {
   Reader *r = g_new0 (Reader, 1);
 
@@ -93,7 +93,7 @@ die_with_parent (gpointer user_data)
  * environment. */
 static Child *
 child_spawn_with_env (const char *tag, const char *const *argv,
-                      const char *env_name, const char *env_value)
+    const char *env_name, const char *env_value)
 {
   Child *child = g_new0 (Child, 1);
   GSubprocessLauncher *launcher = g_subprocess_launcher_new (
@@ -107,14 +107,14 @@ child_spawn_with_env (const char *tag, const char *const *argv,
   child->proc = g_subprocess_launcher_spawnv (launcher, argv, &error);
   g_object_unref (launcher);
   ck_assert_msg (child->proc != NULL, "cannot run %s: %s", argv[0],
-                 error ? error->message : "");
+      error ? error->message : "");
   g_mutex_init (&child->lock);
   child->out = g_ptr_array_new_with_free_func (g_free);
   child->err = g_ptr_array_new_with_free_func (g_free);
-  child->out_reader = start_reader (
-      child, g_subprocess_get_stdout_pipe (child->proc), child->out, FALSE);
-  child->err_reader = start_reader (
-      child, g_subprocess_get_stderr_pipe (child->proc), child->err, TRUE);
+  child->out_reader = start_reader (child,
+      g_subprocess_get_stdout_pipe (child->proc), child->out, FALSE);
+  child->err_reader = start_reader (child,
+      g_subprocess_get_stderr_pipe (child->proc), child->err, TRUE);
   return child;
 }
 
@@ -143,8 +143,8 @@ child_wait (Child *child, double seconds)
     g_usleep (20000);
   }
   return g_subprocess_get_if_exited (child->proc)
-             ? g_subprocess_get_exit_status (child->proc)
-             : -1;
+      ? g_subprocess_get_exit_status (child->proc)
+      : -1;
 }
 
 /* Kills the child if it still runs and frees everything. */
@@ -168,7 +168,7 @@ child_free (Child *child)
  * NULL). */
 static guint
 count_lines_from (Child *child, GPtrArray *lines, guint from,
-                  const char *needle)
+    const char *needle)
 {
   guint n = 0;
 
@@ -190,7 +190,7 @@ count_lines (Child *child, GPtrArray *lines, const char *needle)
  * that contain @needle; returns whether it does. */
 static gboolean
 wait_lines_from (Child *child, GPtrArray *lines, guint from, const char *needle,
-                 guint n, double seconds)
+    guint n, double seconds)
 {
   gint64 deadline = g_get_monotonic_time () + seconds * G_USEC_PER_SEC;
 
@@ -204,7 +204,7 @@ wait_lines_from (Child *child, GPtrArray *lines, guint from, const char *needle,
 
 static gboolean
 wait_lines (Child *child, GPtrArray *lines, const char *needle, guint n,
-            double seconds)
+    double seconds)
 {
   return wait_lines_from (child, lines, 0, needle, n, seconds);
 }
@@ -222,7 +222,7 @@ backoff_from (Child *child, guint from)
         = strstr (g_ptr_array_index (child->err, i), "reconnecting in ");
     if (at != NULL)
       g_string_append_printf (delays, "%s%d", delays->len ? " " : "",
-                              atoi (at + strlen ("reconnecting in ")));
+          atoi (at + strlen ("reconnecting in ")));
   }
   g_mutex_unlock (&child->lock);
   return g_string_free (delays, FALSE);
@@ -305,11 +305,11 @@ start_camera (int port, int *bound)
   char *line;
 
   ck_assert_msg (wait_lines (camera, camera->out, "port ", 1, 30),
-                 "the RTSP server did not start");
+      "the RTSP server did not start");
   line = line_at (camera, camera->out, 0);
   *bound = atoi (line + strlen ("port "));
   ck_assert_msg (*bound > 0 && (port == 0 || *bound == port),
-                 "the server listens on %s, not on port %d", line, port);
+      "the server listens on %s, not on port %d", line, port);
   g_free (line);
   g_free (port_arg);
   g_free (picture);
@@ -360,18 +360,17 @@ check_frame_line (const char *line, const char *source)
   double now = g_get_real_time () / 1e6;
 
   ck_assert_msg (node != NULL && JSON_NODE_HOLDS_OBJECT (node),
-                 "not a JSON object: %s (%s)", line,
-                 error ? error->message : "");
+      "not a JSON object: %s (%s)", line, error ? error->message : "");
   o = json_node_get_object (node);
   ck_assert_uint_eq (json_object_get_size (o), 4);
   ck_assert_str_eq (json_object_get_string_member (o, "source"), source);
   ck_assert_msg (json_node_get_value_type (json_object_get_member (o, "pts"))
-                     == G_TYPE_INT64,
-                 "pts is not an integer: %s", line);
+          == G_TYPE_INT64,
+      "pts is not an integer: %s", line);
   ck_assert_int_ge (json_object_get_int_member (o, "pts"), 0);
   ck_assert_msg (fabs (json_object_get_double_member (o, "wall_time") - now)
-                     < 300,
-                 "wall_time is not now: %s", line);
+          < 300,
+      "wall_time is not now: %s", line);
   dets = json_object_get_array_member (o, "detections");
   ck_assert_ptr_nonnull (dets);
   for (guint i = 0; i < json_array_get_length (dets); i++) {
@@ -386,9 +385,9 @@ check_frame_line (const char *line, const char *source)
     ck_assert_uint_eq (json_array_get_length (box), 4);
     /* The frame is 406 x 540. */
     ck_assert (json_array_get_double_element (box, 0)
-               <= json_array_get_double_element (box, 2));
+        <= json_array_get_double_element (box, 2));
     ck_assert (json_array_get_double_element (box, 1)
-               <= json_array_get_double_element (box, 3));
+        <= json_array_get_double_element (box, 3));
     ck_assert (json_array_get_double_element (box, 0) >= 0);
     ck_assert (json_array_get_double_element (box, 2) <= 406);
     ck_assert (json_array_get_double_element (box, 3) <= 540);
@@ -404,7 +403,7 @@ check_frame_line (const char *line, const char *source)
  * there are. */
 static guint
 check_frames_of (Child *monitor, const char *source, guint from,
-                 guint *with_objects)
+    guint *with_objects)
 {
   char *needle = g_strdup_printf ("\"source\":\"%s\"", source);
   guint n = 0;
@@ -427,7 +426,7 @@ check_frames_of (Child *monitor, const char *source, guint from,
 /* The numbers of source @number's summary line on stderr. */
 static void
 summary_of (Child *monitor, guint number, guint64 *frames, guint64 *drops,
-            guint64 *reconnects)
+    guint64 *reconnects)
 {
   char *text = all_lines (monitor, monitor->err);
   char *prefix = g_strdup_printf ("[%u ", number);
@@ -440,13 +439,12 @@ summary_of (Child *monitor, guint number, guint64 *frames, guint64 *drops,
 
     if (s == NULL || strstr (*l, prefix) == NULL)
       continue;
-    found
-        = sscanf (s,
-                  "] summary: %" G_GUINT64_FORMAT " frames, %" G_GUINT64_FORMAT
-                  " detections, %" G_GUINT64_FORMAT " drops, %" G_GUINT64_FORMAT
-                  " reconnects",
-                  frames, &detections, drops, reconnects)
-          == 4;
+    found = sscanf (s,
+                "] summary: %" G_GUINT64_FORMAT " frames, %" G_GUINT64_FORMAT
+                " detections, %" G_GUINT64_FORMAT " drops, %" G_GUINT64_FORMAT
+                " reconnects",
+                frames, &detections, drops, reconnects)
+        == 4;
   }
   ck_assert_msg (found, "no summary for source %u in:\n%s", number, text);
   g_strfreev (lines);
@@ -473,7 +471,7 @@ START_TEST (test_rtsp_camera_drop_and_reconnect)
   int status;
 
   ck_assert_msg (wait_lines (monitor, monitor->out, url, 3, 90),
-                 "no frames from the camera");
+      "no frames from the camera");
   ck_assert_msg (
       wait_lines (monitor, monitor->err, "finished: end of stream", 1, 90),
       "the clip did not finish");
@@ -496,17 +494,17 @@ START_TEST (test_rtsp_camera_drop_and_reconnect)
       "the monitor stopped retrying");
   backoff = backoff_from (monitor, err_at_kill);
   ck_assert_msg (g_str_has_prefix (backoff, "1 2 4"),
-                 "the delays between tries were %s, not 1 2 4", backoff);
+      "the delays between tries were %s, not 1 2 4", backoff);
   g_free (backoff);
 
   /* It comes back on the same port: frames flow again. */
   camera = start_camera (port, &again);
   before = count_lines (monitor, monitor->out, NULL);
   ck_assert_msg (wait_lines (monitor, monitor->err, "connected: frames flowing",
-                             connects + 1, 60),
-                 "no reconnection after the camera came back");
+                     connects + 1, 60),
+      "no reconnection after the camera came back");
   ck_assert_msg (wait_lines (monitor, monitor->out, url, frames + 3, 60),
-                 "no frames after the reconnection");
+      "no frames after the reconnection");
   check_frames_of (monitor, url, before, &with_objects);
 
   /* SIGINT: a clean exit with a summary that counts what was printed. */
@@ -541,20 +539,20 @@ START_TEST (test_rtsp_camera_that_stalls_is_dropped)
   guint frames, silences, connects;
 
   ck_assert_msg (wait_lines (monitor, monitor->out, url, 2, 90),
-                 "no frames from the camera");
+      "no frames from the camera");
   silences = count_lines (monitor, monitor->err, "dropped: no frame for");
   connects = count_lines (monitor, monitor->err, "connected: frames flowing");
   kill (pid, SIGSTOP);
   ck_assert_msg (wait_lines (monitor, monitor->err, "dropped: no frame for",
-                             silences + 1, 30),
-                 "a silent camera was not dropped");
+                     silences + 1, 30),
+      "a silent camera was not dropped");
   frames = count_lines (monitor, monitor->out, NULL);
   kill (pid, SIGCONT);
   ck_assert_msg (wait_lines (monitor, monitor->err, "connected: frames flowing",
-                             connects + 1, 60),
-                 "no reconnection after the camera resumed");
+                     connects + 1, 60),
+      "no reconnection after the camera resumed");
   ck_assert_msg (wait_lines (monitor, monitor->out, url, frames + 2, 60),
-                 "no frames after the reconnection");
+      "no frames after the reconnection");
   g_subprocess_send_signal (monitor->proc, SIGTERM);
   ck_assert_int_eq (child_wait (monitor, 30), 0);
   ck_assert_uint_eq (count_lines (monitor, monitor->err, "] summary: "), 1);
@@ -574,8 +572,7 @@ START_TEST (test_file_runs_to_the_end_with_snapshots)
   char *dir = scratch ("snapshots");
   char *out_path = scratch ("clip.jsonl");
   Child *monitor = start_monitor ("--output", out_path, "--overlay-to", dir,
-                                  "--snapshot-interval", "0", "--max-snapshots",
-                                  "3", clip, NULL);
+      "--snapshot-interval", "0", "--max-snapshots", "3", clip, NULL);
   int status = child_wait (monitor, 120);
   char *text = NULL, **lines;
   gint64 last_pts = -1;
@@ -609,11 +606,11 @@ START_TEST (test_file_runs_to_the_end_with_snapshots)
 
     /* The three newest of the ten frames. */
     ck_assert_msg (g_str_has_prefix (name, "source1-00000") && name[13] >= '7'
-                       && g_str_has_suffix (name, ".jpg"),
-                   "unexpected snapshot %s", name);
+            && g_str_has_suffix (name, ".jpg"),
+        "unexpected snapshot %s", name);
     ck_assert (g_file_get_contents (path, &jpeg, &size, NULL));
-    ck_assert (size > 1000 && (guchar)jpeg[0] == 0xff
-               && (guchar)jpeg[1] == 0xd8);
+    ck_assert (
+        size > 1000 && (guchar)jpeg[0] == 0xff && (guchar)jpeg[1] == 0xd8);
     kept++;
     g_free (jpeg);
     g_free (path);
@@ -654,7 +651,7 @@ START_TEST (test_picture_sequence)
   for (guint i = 0; i < 2; i++) {
     char *line = line_at (monitor, monitor->out, i);
     char *pts = g_strdup_printf ("\"pts\":%" G_GUINT64_FORMAT ",",
-                                 (guint64)i * 1000000000);
+        (guint64)i * 1000000000);
     /* bus.jpg at full size: 4 people and a bus at most. */
     ck_assert_msg (strstr (line, pts) != NULL, "%s lacks %s", line, pts);
     ck_assert (strstr (line, "\"label\":\"bus\"") != NULL);
@@ -684,8 +681,8 @@ START_TEST (test_bad_model_fails_naming_the_cause)
   ck_assert_int_eq (child_wait (monitor, 60), 1);
   err = all_lines (monitor, monitor->err);
   ck_assert_msg (strstr (err, "Could not load model") != NULL
-                     && strstr (err, bad) != NULL,
-                 "the cause is not named:\n%s", err);
+          && strstr (err, bad) != NULL,
+      "the cause is not named:\n%s", err);
   ck_assert_uint_eq (count_lines (monitor, monitor->out, NULL), 0);
   ck_assert_ptr_null (strstr (err, "connecting"));
   g_free (err);
@@ -701,18 +698,18 @@ START_TEST (test_missing_decoder_fails_naming_the_plugin)
 {
   char *model = data (MODEL);
   const char *argv[] = { monitor_path, "--model", model, clip_path (), NULL };
-  Child *monitor = child_spawn_with_env (
-      "monitor", argv, "GST_PLUGIN_FEATURE_RANK",
-      "avdec_h264:NONE,openh264dec:NONE,v4l2h264dec:NONE,vah264dec:NONE,"
-      "vaapih264dec:NONE");
+  Child *monitor
+      = child_spawn_with_env ("monitor", argv, "GST_PLUGIN_FEATURE_RANK",
+          "avdec_h264:NONE,openh264dec:NONE,v4l2h264dec:NONE,vah264dec:NONE,"
+          "vaapih264dec:NONE");
   char *err;
 
   ck_assert_int_eq (child_wait (monitor, 60), 1);
   err = all_lines (monitor, monitor->err);
   ck_assert_msg (strstr (err, "missing a GStreamer plugin: H.264") != NULL
-                     && strstr (err, "failed: ") != NULL
-                     && strstr (err, "reconnecting") == NULL,
-                 "unexpected log:\n%s", err);
+          && strstr (err, "failed: ") != NULL
+          && strstr (err, "reconnecting") == NULL,
+      "unexpected log:\n%s", err);
   ck_assert_uint_eq (count_lines (monitor, monitor->out, NULL), 0);
   g_free (err);
   child_free (monitor);
@@ -728,12 +725,10 @@ START_TEST (test_start_failures_are_named)
     int status;
     const char *message;
   } cases[] = {
-    { { "/nonexistent/clip.mp4", NULL },
-      1,
-      "/nonexistent/clip.mp4: no such file" },
-    { { "nosuchscheme://x", NULL },
-      1,
-      "no GStreamer element reads nosuchscheme://" },
+    { { "/nonexistent/clip.mp4", NULL }, 1,
+        "/nonexistent/clip.mp4: no such file" },
+    { { "nosuchscheme://x", NULL }, 1,
+        "no GStreamer element reads nosuchscheme://" },
     { { "/dev/video-none", NULL }, 1, "/dev/video-none: no such device" },
     { { "--input-size", "100", "x.mp4", NULL }, 2, "--input-size must be" },
     { { NULL }, 2, "no source given" },
@@ -752,7 +747,7 @@ START_TEST (test_start_failures_are_named)
     ck_assert_int_eq (child_wait (monitor, 60), cases[i].status);
     err = all_lines (monitor, monitor->err);
     ck_assert_msg (strstr (err, cases[i].message) != NULL,
-                   "case %u: \"%s\" not in:\n%s", i, cases[i].message, err);
+        "case %u: \"%s\" not in:\n%s", i, cases[i].message, err);
     g_free (err);
     child_free (monitor);
   }
@@ -788,7 +783,7 @@ encoder_missing (void)
   int status = 0;
 
   if (!g_spawn_sync (NULL, (char **)argv, NULL, G_SPAWN_DEFAULT, NULL, NULL,
-                     NULL, NULL, &status, &error)) {
+          NULL, NULL, &status, &error)) {
     g_printerr ("cannot run %s: %s\n", server_path, error->message);
     exit (1);
   }
