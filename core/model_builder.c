@@ -931,14 +931,17 @@ value_repr (const YolosePyValue *v)
 static void
 record_layer (Builder *b, const YolosePyValue *row, const char *module, int n)
 {
-  YoloseLayerInfo li;
+  GArray *layers = b->info->layers;
+  YoloseLayerInfo *li;
 
-  li.module = g_strdup (module);
-  li.from = value_repr (yolose_py_item (row, 0));
-  li.repeats = n;
-  li.params = b->params;
-  li.args = value_repr (yolose_py_item (row, 3));
-  g_array_append_val (b->info->layers, li);
+  /* filled in place: the array owns the strings from the start */
+  g_array_set_size (layers, layers->len + 1);
+  li = &g_array_index (layers, YoloseLayerInfo, layers->len - 1);
+  li->module = g_strdup (module);
+  li->from = value_repr (yolose_py_item (row, 0));
+  li->repeats = n;
+  li->params = b->params;
+  li->args = value_repr (yolose_py_item (row, 3));
   b->info->params += b->params;
 }
 
