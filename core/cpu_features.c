@@ -87,6 +87,6 @@ yolose_cpu_has_avx512 (void)
 
   if (g_once_init_enter (&cached))
     g_once_init_leave (&cached,
-                       yolose_cpu_has_avx2_fma () && detect_avx512 () ? 2 : 1);
+        yolose_cpu_has_avx2_fma () && detect_avx512 () ? 2 : 1);
   return cached == 2;
 }

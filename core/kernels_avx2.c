@@ -47,7 +47,7 @@ exp256 (__m256 x)
   x = _mm256_min_ps (x, _mm256_set1_ps (88.3762626647949f));
   x = _mm256_max_ps (x, _mm256_set1_ps (-87.3365478515625f));
   n = _mm256_round_ps (_mm256_mul_ps (x, log2e),
-                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   r = _mm256_fnmadd_ps (n, ln2_hi, x);
   r = _mm256_fnmadd_ps (n, ln2_lo, r);
   r2 = _mm256_mul_ps (r, r);
@@ -145,9 +145,9 @@ avx2_conv_pack (const YoloseConvDesc *desc)
       for (int kk = 0; kk < p->k; kk++)
         for (int r = 0; r < MR; r++) {
           int oc = i * MR + r;
-          dst[(size_t)kk * MR + r]
-              = oc < p->m ? desc->weight[((size_t)g * p->m + oc) * p->k + kk]
-                          : 0.0f;
+          dst[(size_t)kk * MR + r] = oc < p->m
+              ? desc->weight[((size_t)g * p->m + oc) * p->k + kk]
+              : 0.0f;
         }
     }
   return p;
@@ -187,23 +187,23 @@ thread_scratch_floats (const YoloseConvDesc *desc)
   int m_panels = (desc->out_channels / desc->groups + MR - 1) / MR;
 
   return (size_t)KC * NC_MAX + (size_t)m_panels * MR * NC_MAX + NC_MAX
-         + 3 * ALIGN_BYTES / sizeof (float);
+      + 3 * ALIGN_BYTES / sizeof (float);
 }
 
 static size_t
 avx2_conv_scratch_size (const YoloseConvDesc *desc, int in_h, int in_w,
-                        int threads)
+    int threads)
 {
   return ((size_t)MAX (threads, 1) * thread_scratch_floats (desc)
-          + ALIGN_BYTES / sizeof (float))
-         * sizeof (float);
+             + ALIGN_BYTES / sizeof (float))
+      * sizeof (float);
 }
 
 static ThreadScratch
 thread_scratch (const YoloseConvDesc *desc, void *scratch, int thread)
 {
   float *base = (float *)align_ptr (scratch)
-                + (size_t)thread * thread_scratch_floats (desc);
+      + (size_t)thread * thread_scratch_floats (desc);
   int m_panels = (desc->out_channels / desc->groups + MR - 1) / MR;
   ThreadScratch s;
 
@@ -231,8 +231,8 @@ copy_strided (float *dst, const float *src, int count, int stride)
       __m256 lo = _mm256_loadu_ps (src + 2 * i);
       __m256 hi = _mm256_loadu_ps (src + 2 * i + 8);
       __m256 even = _mm256_shuffle_ps (lo, hi, _MM_SHUFFLE (2, 0, 2, 0));
-      even = _mm256_castpd_ps (_mm256_permute4x64_pd (
-          _mm256_castps_pd (even), _MM_SHUFFLE (3, 1, 2, 0)));
+      even = _mm256_castpd_ps (_mm256_permute4x64_pd (_mm256_castps_pd (even),
+          _MM_SHUFFLE (3, 1, 2, 0)));
       _mm256_storeu_ps (dst + i, even);
     }
   }
@@ -245,7 +245,7 @@ copy_strided (float *dst, const float *src, int count, int stride)
  * padding. */
 static void
 im2col_row (float *dst, const float *plane, const YoloseConvDesc *d, int in_h,
-            int in_w, int out_w, int ky, int kx, int n0, int nc)
+    int in_w, int out_w, int ky, int kx, int n0, int nc)
 {
   int s = d->stride, off = kx - d->pad;
   /* output columns whose input column ox * s + off is inside the row */
@@ -265,7 +265,7 @@ im2col_row (float *dst, const float *plane, const YoloseConvDesc *d, int in_h,
       int a = CLAMP (lo, ox, ox + len), b = CLAMP (hi, a, ox + len);
       memset (seg, 0, (size_t)(a - ox) * sizeof (float));
       copy_strided (seg + (a - ox), plane + (size_t)iy * in_w + a * s + off,
-                    b - a, s);
+          b - a, s);
       memset (seg + (b - ox), 0, (size_t)(ox + len - b) * sizeof (float));
     }
     n += len;
@@ -303,7 +303,7 @@ typedef struct {
 /* Packs rows [k0, k0 + kc) and pixels [n0, n0 + nc) of B into panels. */
 static void
 pack_b_block (const BSource *src, int k0, int kc, int n0, int nc, float *b,
-              float *row)
+    float *row)
 {
   const YoloseConvDesc *d = src->desc;
   size_t in_plane = (size_t)src->in_h * src->in_w;
@@ -319,7 +319,7 @@ pack_b_block (const BSource *src, int k0, int kc, int n0, int nc, float *b,
       row_to_panels (b, kc, kk, plane + n0, nc);
     } else {
       im2col_row (row, plane, d, src->in_h, src->in_w, src->out_w,
-                  t / d->kernel, t % d->kernel, n0, nc);
+          t / d->kernel, t % d->kernel, n0, nc);
       row_to_panels (b, kc, kk, row, nc);
     }
   }
@@ -331,7 +331,7 @@ pack_b_block (const BSource *src, int k0, int kc, int n0, int nc, float *b,
  * and six broadcasts of A per step of k. */
 static void
 gemm_6x16 (int kc, const float *restrict a, const float *restrict b,
-           float *restrict c, gboolean accumulate)
+    float *restrict c, gboolean accumulate)
 {
   __m256 c00 = _mm256_setzero_ps (), c01 = _mm256_setzero_ps ();
   __m256 c10 = _mm256_setzero_ps (), c11 = _mm256_setzero_ps ();
@@ -419,7 +419,7 @@ finish8 (const Epilogue *e, __m256 v, __m256 bias, size_t at)
  * the 6 x 16 tile c. */
 static void
 store_tile (const Epilogue *e, const float *c, int oc0, int rows, size_t n,
-            int cols)
+    int cols)
 {
   for (int r = 0; r < rows; r++) {
     int oc = oc0 + r;
@@ -468,11 +468,10 @@ conv_block (const ConvJob *job, int g, int n0, int nc, ThreadScratch *s)
   BSource src
       = { d, job->in->data + (size_t)g * cin_g * job->in->h * job->in->w,
           job->in->h, job->in->w, job->out->w };
-  Epilogue e
-      = { d->bias + (size_t)g * p->m, d->act,
-          job->out->data + (size_t)g * p->m * plane,
-          job->residual ? job->residual->data + (size_t)g * p->m * plane : NULL,
-          plane };
+  Epilogue e = { d->bias + (size_t)g * p->m, d->act,
+    job->out->data + (size_t)g * p->m * plane,
+    job->residual ? job->residual->data + (size_t)g * p->m * plane : NULL,
+    plane };
   const float *a_group = p->a + (size_t)g * p->m_panels * p->k * MR;
   float tile[MR * NR] __attribute__ ((aligned (32)));
 
@@ -493,7 +492,7 @@ conv_block (const ConvJob *job, int g, int n0, int nc, ThreadScratch *s)
         gemm_6x16 (kc, a, b, c, !first);
         if (last)
           store_tile (&e, c, i * MR, rows, (size_t)n0 + j * NR,
-                      MIN (NR, nc - j * NR));
+              MIN (NR, nc - j * NR));
       }
     }
   }
@@ -518,15 +517,15 @@ conv_task (void *data, int blk, int worker)
 
 static void
 avx2_conv2d (const YoloseConvDesc *desc, const void *packed,
-             const YoloseTensor *in, const YoloseTensor *residual,
-             YoloseTensor *out, void *scratch, int threads)
+    const YoloseTensor *in, const YoloseTensor *residual, YoloseTensor *out,
+    void *scratch, int threads)
 {
   ConvRun run
       = { { packed, in, residual, out, out->h * out->w, 0 }, desc, scratch };
 
   run.job.nc = choose_nc (run.job.n, threads);
   yolose_pool_run (threads, (run.job.n + run.job.nc - 1) / run.job.nc,
-                   conv_task, &run);
+      conv_task, &run);
 }
 
 /* ------------------------------------------------------ small kernels */
@@ -561,14 +560,14 @@ parallel_range (int threads, size_t n, size_t grain, RangeFunc func, void *ctx)
   tasks = MAX (tasks, 1);
   run.chunk = (n + tasks - 1) / tasks;
   yolose_pool_run (threads, (int)((n + run.chunk - 1) / run.chunk), range_task,
-                   &run);
+      &run);
 }
 
 /* ------------------------------------------------------------ maxpool */
 
 static void
 maxpool_plane_generic (const float *src, float *dst, int in_h, int in_w,
-                       int out_h, int out_w, int kernel, int stride, int pad)
+    int out_h, int out_w, int kernel, int stride, int pad)
 {
   for (int oy = 0; oy < out_h; oy++)
     for (int ox = 0; ox < out_w; ox++) {
@@ -591,7 +590,7 @@ maxpool_plane_generic (const float *src, float *dst, int in_h, int in_w,
  * columns of that row-max, with -inf padding on both sides. */
 static void
 maxpool_plane_s1 (const float *src, float *dst, int h, int w, int out_h,
-                  int out_w, int kernel, int pad, float *rowmax)
+    int out_w, int kernel, int pad, float *rowmax)
 {
   float *padded = rowmax + pad;
 
@@ -650,7 +649,7 @@ maxpool_channels (void *ctx, size_t begin, size_t end)
   /* The separable path keeps a padded row on the stack; larger rows or
    * padding of half the window or more take the plain loops. */
   gboolean separable = job->stride == 1 && 2 * job->pad < job->kernel
-                       && job->pad <= 32 && in->w <= 4096;
+      && job->pad <= 32 && in->w <= 4096;
 
   for (size_t c = begin; c < end; c++) {
     const float *src = in->data + c * in_plane;
@@ -658,23 +657,23 @@ maxpool_channels (void *ctx, size_t begin, size_t end)
     if (separable) {
       float rowmax[4096 + 64];
       maxpool_plane_s1 (src, dst, in->h, in->w, out->h, out->w, job->kernel,
-                        job->pad, rowmax);
+          job->pad, rowmax);
     } else {
       maxpool_plane_generic (src, dst, in->h, in->w, out->h, out->w,
-                             job->kernel, job->stride, job->pad);
+          job->kernel, job->stride, job->pad);
     }
   }
 }
 
 static void
 avx2_maxpool2d (const YoloseTensor *in, YoloseTensor *out, int kernel,
-                int stride, int pad, int threads)
+    int stride, int pad, int threads)
 {
   PoolJob job = { in, out, kernel, stride, pad };
   size_t plane = (size_t)out->h * out->w * kernel * kernel;
 
   parallel_range (threads, out->c, 1 + 65536 / MAX (plane, 1), maxpool_channels,
-                  &job);
+      &job);
 }
 
 /* ----------------------------------------------------------- upsample */
@@ -706,7 +705,7 @@ upsample_rows (void *ctx, size_t begin, size_t end)
         __m256 lo = _mm256_unpacklo_ps (v, v), hi = _mm256_unpackhi_ps (v, v);
         _mm256_storeu_ps (first + 2 * x, _mm256_permute2f128_ps (lo, hi, 0x20));
         _mm256_storeu_ps (first + 2 * x + 8,
-                          _mm256_permute2f128_ps (lo, hi, 0x31));
+            _mm256_permute2f128_ps (lo, hi, 0x31));
       }
     }
     for (; x < in->w; x++)
@@ -719,13 +718,12 @@ upsample_rows (void *ctx, size_t begin, size_t end)
 
 static void
 avx2_upsample_nearest (const YoloseTensor *in, YoloseTensor *out, int scale,
-                       int threads)
+    int threads)
 {
   UpsampleJob job = { in, out, scale };
 
   parallel_range (threads, (size_t)in->c * in->h,
-                  1 + 16384 / MAX ((size_t)out->w * scale, 1), upsample_rows,
-                  &job);
+      1 + 16384 / MAX ((size_t)out->w * scale, 1), upsample_rows, &job);
 }
 
 /* ----------------------------------------------------- squeeze-excite */
@@ -750,7 +748,7 @@ dot (const float *x, const float *y, int n)
 
   for (; i + 8 <= n; i += 8)
     acc = _mm256_fmadd_ps (_mm256_loadu_ps (x + i), _mm256_loadu_ps (y + i),
-                           acc);
+        acc);
   sum = hsum256 (acc);
   for (; i < n; i++)
     sum += x[i] * y[i];
@@ -811,7 +809,7 @@ se_scale (void *ctx, size_t begin, size_t end)
 
 static void
 avx2_squeeze_excite (YoloseTensor *inout, const float *w1, const float *w2,
-                     int hidden, float *scratch, int threads)
+    int hidden, float *scratch, int threads)
 {
   int c = inout->c;
   size_t grain = 1 + 16384 / MAX ((size_t)inout->h * inout->w, 1);

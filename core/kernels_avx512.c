@@ -110,9 +110,9 @@ avx512_conv_pack (const YoloseConvDesc *desc)
       for (int kk = 0; kk < p->k; kk++)
         for (int r = 0; r < MR; r++) {
           int oc = i * MR + r;
-          dst[(size_t)kk * MR + r]
-              = oc < p->m ? desc->weight[((size_t)g * p->m + oc) * p->k + kk]
-                          : 0.0f;
+          dst[(size_t)kk * MR + r] = oc < p->m
+              ? desc->weight[((size_t)g * p->m + oc) * p->k + kk]
+              : 0.0f;
         }
     }
   return p;
@@ -165,7 +165,7 @@ padded_pixels (const Geometry *g, int rows)
   int last = g->out_h - (n_bands - 1) * rows;
 
   return (n_bands - 1) * (int)round_up ((size_t)rows * g->wv, NR)
-         + (int)round_up ((size_t)last * g->wv, NR);
+      + (int)round_up ((size_t)last * g->wv, NR);
 }
 
 /* Cuts the output into tasks (bands of rows x chunks of output channels)
@@ -202,7 +202,7 @@ split_work (Geometry *g, int m_panels, int threads)
   g->n_chunks = 1;
   if (g->n_bands < want)
     g->n_chunks = CLAMP ((want + g->n_bands - 1) / g->n_bands, 1,
-                         MAX (m_panels / 2, 1));
+        MAX (m_panels / 2, 1));
   g->chunk_panels = (m_panels + g->n_chunks - 1) / g->n_chunks;
   g->n_chunks = (m_panels + g->chunk_panels - 1) / g->chunk_panels;
 }
@@ -225,7 +225,7 @@ geometry (const Packed512 *p, int in_h, int in_w, int threads)
   g.rows_needed = (g.nv_pad + reach * g.wv + reach + g.wv - 1) / g.wv;
   g.phase_stride = (size_t)g.rows_needed * g.wv;
   g.chan_stride = round_up ((size_t)g.phases * g.phase_stride, ALIGN_FLOATS)
-                  + ALIGN_FLOATS;
+      + ALIGN_FLOATS;
   g.shared = g.n_bands == 1 && g.n_chunks > 1;
   g.shared_floats
       = g.shared ? (size_t)d->in_channels * g.chan_stride + ALIGN_FLOATS : 0;
@@ -253,7 +253,7 @@ run_floats (const Packed512 *p, const Geometry *g, int threads)
 
 static size_t
 avx512_conv_scratch_size (const YoloseConvDesc *desc, int in_h, int in_w,
-                          int threads)
+    int threads)
 {
   Packed512 p = { 0 };
   Geometry g;
@@ -288,7 +288,7 @@ gather_row (float *dst, const float *src, int count, int stride)
   }
   if (stride == 2) {
     const __m512i even = _mm512_setr_epi32 (0, 2, 4, 6, 8, 10, 12, 14, 16, 18,
-                                            20, 22, 24, 26, 28, 30);
+        20, 22, 24, 26, 28, 30);
     /* Stop one element early: the last load must not read past
      * src[2 * (count - 1)]. */
     for (; x + 16 < count; x += 16) {
@@ -325,7 +325,7 @@ fill_band (const Job *job, int grp, int c0, int n_ch, int oy0, float *buf)
     for (int py = 0; py < s; py++)
       for (int px = 0; px < s; px++) {
         float *phase = buf + c * g->chan_stride
-                       + (size_t)(py * s + px) * g->phase_stride;
+            + (size_t)(py * s + px) * g->phase_stride;
         /* phase column x is input column x * s + px - pad */
         int off = px - d->pad;
         int lo = off >= 0 ? 0 : (-off + s - 1) / s;
@@ -341,7 +341,7 @@ fill_band (const Job *job, int grp, int c0, int n_ch, int oy0, float *buf)
           }
           memset (row, 0, (size_t)lo * sizeof (float));
           gather_row (row + lo, plane + (size_t)iy * in_w + lo * s + off,
-                      hi - lo, s);
+              hi - lo, s);
           memset (row + hi, 0, (size_t)(g->wv - hi) * sizeof (float));
         }
       }
@@ -360,10 +360,9 @@ fill_offsets (const Job *job, int n_ch, int *offsets)
   for (int c = 0; c < n_ch; c++)
     for (int ky = 0; ky < d->kernel; ky++)
       for (int kx = 0; kx < d->kernel; kx++)
-        offsets[kk++]
-            = (int)(c * g->chan_stride
-                    + (size_t)((ky % s) * s + kx % s) * g->phase_stride
-                    + (size_t)(ky / s) * g->wv + kx / s);
+        offsets[kk++] = (int)(c * g->chan_stride
+            + (size_t)((ky % s) * s + kx % s) * g->phase_stride
+            + (size_t)(ky / s) * g->wv + kx / s);
 }
 
 /* ------------------------------------------------------- microkernel */
@@ -392,8 +391,8 @@ fill_offsets (const Job *job, int n_ch, int *offsets)
  * step of k. */
 void
 yolose_avx512_gemm_8x32 (int kc, const float *restrict a,
-                         const float *restrict b, const int *restrict offsets,
-                         float *restrict c, gboolean accumulate)
+    const float *restrict b, const int *restrict offsets, float *restrict c,
+    gboolean accumulate)
 {
   const __m512 zero = _mm512_setzero_ps ();
   __m512 c00, c01, c10, c11, c20, c21, c30, c31;
@@ -470,7 +469,7 @@ tile_segments (const Geometry *g, int oy0, int band_end, int v0, Segment *seg)
 
 static void
 store_tile (const Epilogue *e, const float *c, int oc0, int rows,
-            const Segment *seg, int n_seg)
+    const Segment *seg, int n_seg)
 {
   for (int r = 0; r < rows; r++) {
     int oc = oc0 + r;
@@ -501,7 +500,7 @@ store_tile (const Epilogue *e, const float *c, int oc0, int rows,
  * [oy0, band_end). */
 static void
 conv_band (const Job *job, int grp, int oy0, int band_end, int i0, int i1,
-           float *scratch, float *shared)
+    float *scratch, float *shared)
 {
   const Packed512 *p = job->p;
   const YoloseConvDesc *d = &p->desc;
@@ -511,14 +510,12 @@ conv_band (const Job *job, int grp, int oy0, int band_end, int i0, int i1,
   float *buf = scratch, *sums = buf + g->buffer_floats;
   int *offsets = (int *)(sums + g->sums_floats);
   const float *a_group = p->a + (size_t)grp * p->m_panels * p->k * MR;
-  Epilogue e = { d->bias + (size_t)grp * p->m,
-                 d->act,
-                 job->out->data + (size_t)grp * p->m * g->out_h * g->out_w,
-                 job->residual ? job->residual->data
-                                     + (size_t)grp * p->m * g->out_h * g->out_w
-                               : NULL,
-                 (size_t)g->out_h * g->out_w,
-                 g->out_w };
+  Epilogue e = { d->bias + (size_t)grp * p->m, d->act,
+    job->out->data + (size_t)grp * p->m * g->out_h * g->out_w,
+    job->residual
+        ? job->residual->data + (size_t)grp * p->m * g->out_h * g->out_w
+        : NULL,
+    (size_t)g->out_h * g->out_w, g->out_w };
   float tile[MR * NR] __attribute__ ((aligned (64)));
 
   for (int c0 = 0; c0 < p->cin; c0 += p->ch_block) {
@@ -537,10 +534,10 @@ conv_band (const Job *job, int grp, int oy0, int band_end, int i0, int i1,
       for (int i = i0; i < i1; i++) {
         const float *a = a_group + ((size_t)i * p->k + k0) * MR;
         float *c = first && last
-                       ? tile
-                       : sums + ((size_t)(i - i0) * n_tiles + j) * MR * NR;
+            ? tile
+            : sums + ((size_t)(i - i0) * n_tiles + j) * MR * NR;
         yolose_avx512_gemm_8x32 (kc, a, buf + (size_t)j * NR, offsets, c,
-                                 !first);
+            !first);
         if (last)
           store_tile (&e, c, i * MR, MIN (MR, p->m - i * MR), seg, n_seg);
       }
@@ -565,8 +562,7 @@ fill_task (void *data, int t, int worker)
   int grp = t / blocks, c0 = t % blocks * p->ch_block;
 
   fill_band (&run->job, grp, c0, MIN (p->ch_block, p->cin - c0), 0,
-             run->shared
-                 + (size_t)(grp * p->cin + c0) * run->job.geo.chan_stride);
+      run->shared + (size_t)(grp * p->cin + c0) * run->job.geo.chan_stride);
 }
 
 static void
@@ -579,21 +575,21 @@ conv_task (void *data, int t, int worker)
   int oy0 = band * g->band_rows, i0 = chunk * g->chunk_panels;
 
   conv_band (&run->job, grp, oy0, MIN (oy0 + g->band_rows, g->out_h), i0,
-             MIN (i0 + g->chunk_panels, run->job.p->m_panels),
-             run->base + (size_t)worker * run->per_thread, run->shared);
+      MIN (i0 + g->chunk_panels, run->job.p->m_panels),
+      run->base + (size_t)worker * run->per_thread, run->shared);
 }
 
 static void
 avx512_conv2d (const YoloseConvDesc *desc, const void *packed,
-               const YoloseTensor *in, const YoloseTensor *residual,
-               YoloseTensor *out, void *scratch, int threads)
+    const YoloseTensor *in, const YoloseTensor *residual, YoloseTensor *out,
+    void *scratch, int threads)
 {
   const Packed512 *p = packed;
   ConvRun run = { { packed, in, residual, out } };
 
   if (p->wino != NULL && yolose_avx512_wino_pays (in->h, in->w)) {
     yolose_avx512_wino_conv2d (desc, p->wino, in, residual, out, scratch,
-                               threads);
+        threads);
     return;
   }
   run.job.geo = geometry (packed, in->h, in->w, threads);
@@ -602,12 +598,12 @@ avx512_conv2d (const YoloseConvDesc *desc, const void *packed,
   if (run.job.geo.shared) {
     run.shared = run.base + (size_t)threads * run.per_thread;
     yolose_pool_run (threads,
-                     desc->groups * ((p->cin + p->ch_block - 1) / p->ch_block),
-                     fill_task, &run);
+        desc->groups * ((p->cin + p->ch_block - 1) / p->ch_block), fill_task,
+        &run);
   }
   yolose_pool_run (threads,
-                   desc->groups * run.job.geo.n_bands * run.job.geo.n_chunks,
-                   conv_task, &run);
+      desc->groups * run.job.geo.n_bands * run.job.geo.n_chunks, conv_task,
+      &run);
 }
 
 static const YoloseKernels avx512_conv = {

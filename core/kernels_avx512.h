@@ -55,8 +55,8 @@ silu512 (__m512 x)
 {
   __m512 e = exp512 (_mm512_sub_ps (_mm512_setzero_ps (), x));
 
-  return _mm512_mul_ps (
-      x, reciprocal512 (_mm512_add_ps (_mm512_set1_ps (1.0f), e)));
+  return _mm512_mul_ps (x,
+      reciprocal512 (_mm512_add_ps (_mm512_set1_ps (1.0f), e)));
 }
 
 static inline size_t
@@ -97,9 +97,8 @@ store_lanes (const Epilogue *e, __m512 v, int a, int b, size_t at)
 /* c[8][32] (+)= a[kc][8] * B, where row k of B is the 32 floats at
  * b + offsets[k]. */
 void yolose_avx512_gemm_8x32 (int kc, const float *restrict a,
-                              const float *restrict b,
-                              const int *restrict offsets, float *restrict c,
-                              gboolean accumulate);
+    const float *restrict b, const int *restrict offsets, float *restrict c,
+    gboolean accumulate);
 
 /* Winograd F(2x2, 3x3) for 3x3, stride 1, pad 1 convolutions
  * (kernels_avx512_wino.c). */
@@ -109,10 +108,9 @@ gboolean yolose_avx512_wino_pays (int in_h, int in_w);
 /* The transformed weights, 64-byte aligned (free ()), or NULL on OOM. */
 float *yolose_avx512_wino_pack (const YoloseConvDesc *desc);
 size_t yolose_avx512_wino_scratch_size (const YoloseConvDesc *desc, int in_h,
-                                        int in_w, int threads);
+    int in_w, int threads);
 void yolose_avx512_wino_conv2d (const YoloseConvDesc *desc, const float *u,
-                                const YoloseTensor *in,
-                                const YoloseTensor *residual, YoloseTensor *out,
-                                void *scratch, int threads);
+    const YoloseTensor *in, const YoloseTensor *residual, YoloseTensor *out,
+    void *scratch, int threads);
 
 #endif

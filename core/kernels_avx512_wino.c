@@ -154,9 +154,8 @@ wino_geometry (const YoloseConvDesc *d, int in_h, int in_w, int threads)
   w.chunk_panels = MIN (w.panels, CHUNK_PANELS);
   /* Enough tasks for every thread to take several. */
   while (w.chunk_panels > 2
-         && (size_t)w.n_bands
-                    * ((w.panels + w.chunk_panels - 1) / w.chunk_panels)
-                < 4 * (size_t)threads)
+      && (size_t)w.n_bands * ((w.panels + w.chunk_panels - 1) / w.chunk_panels)
+          < 4 * (size_t)threads)
     w.chunk_panels = (w.chunk_panels + 1) / 2;
   w.n_chunks = (w.panels + w.chunk_panels - 1) / w.chunk_panels;
   w.v_floats = (size_t)POSITIONS * w.ch_block * w.tiles_pad;
@@ -169,12 +168,12 @@ static size_t
 thread_floats (const Wino *w)
 {
   return w->v_floats + w->sum_floats + 4 * w->row_floats
-         + round_up (w->ch_block, ALIGN_FLOATS);
+      + round_up (w->ch_block, ALIGN_FLOATS);
 }
 
 size_t
 yolose_avx512_wino_scratch_size (const YoloseConvDesc *desc, int in_h, int in_w,
-                                 int threads)
+    int threads)
 {
   size_t per_thread = 0;
 
@@ -228,9 +227,9 @@ transform_tile_row (const WinoJob *job, float *rows[4], float *v, int c, int t0)
 {
   const Wino *w = job->w;
   const __m512i even = _mm512_setr_epi32 (0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20,
-                                          22, 24, 26, 28, 30);
+      22, 24, 26, 28, 30);
   const __m512i odd = _mm512_setr_epi32 (1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21,
-                                         23, 25, 27, 29, 31);
+      23, 25, 27, 29, 31);
   size_t pos_stride = (size_t)w->ch_block * w->tiles_pad;
 
   for (int tx = 0; tx < w->tiles_x; tx += 16) {
@@ -256,9 +255,8 @@ transform_tile_row (const WinoJob *job, float *rows[4], float *v, int c, int t0)
     }
     for (int j = 0; j < 4; j++) {
       __m512 col[4] = { _mm512_sub_ps (u[0][j], u[2][j]),
-                        _mm512_add_ps (u[1][j], u[2][j]),
-                        _mm512_sub_ps (u[2][j], u[1][j]),
-                        _mm512_sub_ps (u[1][j], u[3][j]) };
+        _mm512_add_ps (u[1][j], u[2][j]), _mm512_sub_ps (u[2][j], u[1][j]),
+        _mm512_sub_ps (u[1][j], u[3][j]) };
       for (int a = 0; a < 4; a++)
         _mm512_mask_storeu_ps (dst + (a * 4 + j) * pos_stride, live, col[a]);
     }
@@ -269,7 +267,7 @@ transform_tile_row (const WinoJob *job, float *rows[4], float *v, int c, int t0)
  * [ty0, ty1); tiles past the band's end stay zero. */
 static void
 transform_input (const WinoJob *job, int c0, int n_ch, int ty0, int ty1,
-                 float *v, float *row_mem)
+    float *v, float *row_mem)
 {
   const Wino *w = job->w;
   size_t in_plane = (size_t)job->in->h * job->in->w;
@@ -287,7 +285,7 @@ transform_input (const WinoJob *job, int c0, int n_ch, int ty0, int ty1,
     /* Padding tiles: zeros, not stale values that could be denormals. */
     for (int p = 0; p < POSITIONS; p++)
       memset (v + ((size_t)p * w->ch_block + c) * w->tiles_pad + live_tiles, 0,
-              (w->tiles_pad - live_tiles) * sizeof (float));
+          (w->tiles_pad - live_tiles) * sizeof (float));
   }
 }
 
@@ -298,16 +296,15 @@ transform_input (const WinoJob *job, int c0, int n_ch, int ty0, int ty1,
  * epilogue, clipping at the picture's right and bottom edges. */
 static void
 store_tile_pixels (const WinoJob *job, const Epilogue *e, int oc, int ty0,
-                   int live_tiles, int t_first, int dy, __m512 left,
-                   __m512 right)
+    int live_tiles, int t_first, int dy, __m512 left, __m512 right)
 {
   const Wino *w = job->w;
   const __m512i lo_idx = _mm512_setr_epi32 (0, 16, 1, 17, 2, 18, 3, 19, 4, 20,
-                                            5, 21, 6, 22, 7, 23);
+      5, 21, 6, 22, 7, 23);
   const __m512i hi_idx = _mm512_setr_epi32 (8, 24, 9, 25, 10, 26, 11, 27, 12,
-                                            28, 13, 29, 14, 30, 15, 31);
+      28, 13, 29, 14, 30, 15, 31);
   __m512 half[2] = { _mm512_permutex2var_ps (left, lo_idx, right),
-                     _mm512_permutex2var_ps (left, hi_idx, right) };
+    _mm512_permutex2var_ps (left, hi_idx, right) };
   int lane = 0;
 
   while (lane < 16) {
@@ -335,7 +332,7 @@ store_tile_pixels (const WinoJob *job, const Epilogue *e, int oc, int ty0,
 /* Outputs of the task's channels from the per-position sums. */
 static void
 transform_output (const WinoJob *job, const Epilogue *e, const float *sums,
-                  int i0, int n_panels, int ty0, int ty1)
+    int i0, int n_panels, int ty0, int ty1)
 {
   const Wino *w = job->w;
   int live_tiles = (ty1 - ty0) * w->tiles_x;
@@ -366,12 +363,11 @@ transform_output (const WinoJob *job, const Epilogue *e, const float *sums,
         for (int dy = 0; dy < 2; dy++) {
           __m512 px[2];
           for (int dx = 0; dx < 2; dx++) {
-            __m512 y
-                = dy == 0
-                      ? _mm512_add_ps (_mm512_add_ps (row[0][dx], row[1][dx]),
-                                       row[2][dx])
-                      : _mm512_sub_ps (_mm512_sub_ps (row[1][dx], row[2][dx]),
-                                       row[3][dx]);
+            __m512 y = dy == 0
+                ? _mm512_add_ps (_mm512_add_ps (row[0][dx], row[1][dx]),
+                    row[2][dx])
+                : _mm512_sub_ps (_mm512_sub_ps (row[1][dx], row[2][dx]),
+                    row[3][dx]);
             y = _mm512_add_ps (y, bias);
             px[dx] = e->act == YOLOSE_ACT_SILU ? silu512 (y) : y;
           }
@@ -386,7 +382,7 @@ transform_output (const WinoJob *job, const Epilogue *e, const float *sums,
 /* Output panels [i0, i0 + n_panels) for tile rows [ty0, ty1). */
 static void
 wino_task_run (const WinoJob *job, int ty0, int ty1, int i0, int n_panels,
-               float *scratch)
+    float *scratch)
 {
   const Wino *w = job->w;
   const YoloseConvDesc *d = job->desc;
@@ -397,12 +393,9 @@ wino_task_run (const WinoJob *job, int ty0, int ty1, int i0, int n_panels,
   size_t u_position = (size_t)w->panels * w->cin * MR;
   size_t v_position = (size_t)w->ch_block * w->tiles_pad;
   size_t s_position = (size_t)n_panels * groups * MR * NR;
-  Epilogue e = { d->bias,
-                 d->act,
-                 job->out->data,
-                 job->residual ? job->residual->data : NULL,
-                 (size_t)w->out_h * w->out_w,
-                 w->out_w };
+  Epilogue e = { d->bias, d->act, job->out->data,
+    job->residual ? job->residual->data : NULL, (size_t)w->out_h * w->out_w,
+    w->out_w };
 
   for (int c = 0; c < w->ch_block; c++)
     offsets[c] = c * w->tiles_pad;
@@ -413,8 +406,7 @@ wino_task_run (const WinoJob *job, int ty0, int ty1, int i0, int n_panels,
     for (int p = 0; p < POSITIONS; p++)
       for (int j = 0; j < groups; j++)
         for (int i = 0; i < n_panels; i++)
-          yolose_avx512_gemm_8x32 (
-              n_ch,
+          yolose_avx512_gemm_8x32 (n_ch,
               job->u + p * u_position + ((size_t)(i0 + i) * w->cin + c0) * MR,
               v + p * v_position + (size_t)j * NR, offsets,
               sums + p * s_position + ((size_t)i * groups + j) * MR * NR,
@@ -432,24 +424,18 @@ wino_task (void *data, int t, int worker)
   int ty0 = band * w->band_rows, i0 = chunk * w->chunk_panels;
 
   wino_task_run (job, ty0, MIN (ty0 + w->band_rows, w->tiles_y), i0,
-                 MIN (w->chunk_panels, w->panels - i0),
-                 job->base + (size_t)worker * job->per_thread);
+      MIN (w->chunk_panels, w->panels - i0),
+      job->base + (size_t)worker * job->per_thread);
 }
 
 void
 yolose_avx512_wino_conv2d (const YoloseConvDesc *desc, const float *u,
-                           const YoloseTensor *in, const YoloseTensor *residual,
-                           YoloseTensor *out, void *scratch, int threads)
+    const YoloseTensor *in, const YoloseTensor *residual, YoloseTensor *out,
+    void *scratch, int threads)
 {
   Wino w = wino_geometry (desc, in->h, in->w, MAX (threads, 1));
-  WinoJob job = { &w,
-                  desc,
-                  u,
-                  in,
-                  residual,
-                  out,
-                  (float *)round_up ((uintptr_t)scratch, 64),
-                  thread_floats (&w) };
+  WinoJob job = { &w, desc, u, in, residual, out,
+    (float *)round_up ((uintptr_t)scratch, 64), thread_floats (&w) };
 
   yolose_pool_run (threads, w.n_bands * w.n_chunks, wino_task, &job);
 }

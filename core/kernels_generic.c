@@ -52,7 +52,7 @@ generic_conv_pack (const YoloseConvDesc *desc)
   p->m_panels = (p->m + G_MR - 1) / G_MR;
   panel = (size_t)p->k * G_MR;
   p->a = g_try_malloc0_n ((size_t)desc->groups * p->m_panels * panel,
-                          sizeof (float));
+      sizeof (float));
   if (p->a == NULL) {
     g_free (p);
     return NULL;
@@ -90,10 +90,10 @@ thread_scratch_floats (const YoloseConvDesc *desc)
 
 static size_t
 generic_conv_scratch_size (const YoloseConvDesc *desc, int in_h, int in_w,
-                           int threads)
+    int threads)
 {
   return (size_t)MAX (threads, 1) * thread_scratch_floats (desc)
-         * sizeof (float);
+      * sizeof (float);
 }
 
 /* row[0 .. nc) = input values under tap (ky, kx) of one input plane for the
@@ -101,7 +101,7 @@ generic_conv_scratch_size (const YoloseConvDesc *desc, int in_h, int in_w,
  * output row segment at a time so the copy itself is a plain loop. */
 static void
 im2col_row (float *row, const float *plane, const YoloseConvDesc *d, int in_h,
-            int in_w, int out_w, int ky, int kx, int n0, int nc)
+    int in_w, int out_w, int ky, int kx, int n0, int nc)
 {
   int s = d->stride, off = kx - d->pad;
   /* output columns whose input column ox * s + off is inside the row */
@@ -133,7 +133,7 @@ im2col_row (float *row, const float *plane, const YoloseConvDesc *d, int in_h,
 /* b[kk][0 .. G_NC) for rows [k0, k0 + kc) of B, zero beyond nc pixels. */
 static void
 pack_b_block (float *b, const YoloseConvDesc *d, const YoloseTensor *in,
-              const float *in_group, int out_w, int k0, int kc, int n0, int nc)
+    const float *in_group, int out_w, int k0, int kc, int n0, int nc)
 {
   int taps = d->kernel * d->kernel;
   size_t in_plane = (size_t)in->h * in->w;
@@ -148,7 +148,7 @@ pack_b_block (float *b, const YoloseConvDesc *d, const YoloseTensor *in,
       memcpy (row, plane + n0, (size_t)nc * sizeof (float));
     else
       im2col_row (row, plane, d, in->h, in->w, out_w, t / d->kernel,
-                  t % d->kernel, n0, nc);
+          t % d->kernel, n0, nc);
     for (int j = nc; j < G_NC; j++)
       row[j] = 0.0f;
   }
@@ -186,7 +186,7 @@ typedef struct {
  * sums laid out [row][G_NC]. */
 static void
 store_panel (const GenericConvJob *job, int g, int oc0, int rows, int n0,
-             int nc, const float *sums)
+    int nc, const float *sums)
 {
   size_t plane = (size_t)job->out->h * job->out->w;
   const YoloseConvDesc *d = &job->p->desc;
@@ -208,7 +208,7 @@ store_panel (const GenericConvJob *job, int g, int oc0, int rows, int n0,
 /* Every output channel of group @g for pixels [n0, n0 + nc). */
 static void
 conv_block (const GenericConvJob *job, int g, int n0, int nc, float *b,
-            float *sums)
+    float *sums)
 {
   const GenericPacked *p = job->p;
   const YoloseConvDesc *d = &p->desc;
@@ -224,17 +224,17 @@ conv_block (const GenericConvJob *job, int g, int n0, int nc, float *b,
     pack_b_block (b, d, job->in, in_group, job->out->w, k0, kc, n0, nc);
     for (int i = 0; i < p->m_panels; i++)
       tile_multiply (kc, a_group + ((size_t)i * p->k + k0) * G_MR, b,
-                     sums + i * panel_sums);
+          sums + i * panel_sums);
   }
   for (int i = 0; i < p->m_panels; i++)
     store_panel (job, g, i * G_MR, MIN (G_MR, p->m - i * G_MR), n0, nc,
-                 sums + i * panel_sums);
+        sums + i * panel_sums);
 }
 
 static void
 generic_conv2d (const YoloseConvDesc *desc, const void *packed,
-                const YoloseTensor *in, const YoloseTensor *residual,
-                YoloseTensor *out, void *scratch, int threads)
+    const YoloseTensor *in, const YoloseTensor *residual, YoloseTensor *out,
+    void *scratch, int threads)
 {
   GenericConvJob job = { packed, in, residual, out };
   int n = out->h * out->w;
@@ -244,7 +244,7 @@ generic_conv2d (const YoloseConvDesc *desc, const void *packed,
 #pragma omp parallel num_threads(threads)
   {
     float *b = (float *)scratch
-               + (size_t)omp_get_thread_num () * thread_scratch_floats (desc);
+        + (size_t)omp_get_thread_num () * thread_scratch_floats (desc);
     float *sums = b + (size_t)G_KC * G_NC;
 #pragma omp for schedule(static)
     for (int task = 0; task < n_tasks; task++) {
@@ -256,7 +256,7 @@ generic_conv2d (const YoloseConvDesc *desc, const void *packed,
 
 static void
 generic_maxpool2d (const YoloseTensor *in, YoloseTensor *out, int kernel,
-                   int stride, int pad, int threads)
+    int stride, int pad, int threads)
 {
   size_t in_plane = (size_t)in->h * in->w;
   size_t out_plane = (size_t)out->h * out->w;
@@ -286,7 +286,7 @@ generic_maxpool2d (const YoloseTensor *in, YoloseTensor *out, int kernel,
 
 static void
 generic_upsample_nearest (const YoloseTensor *in, YoloseTensor *out, int scale,
-                          int threads)
+    int threads)
 {
   int n_rows = out->c * out->h;
 
@@ -302,7 +302,7 @@ generic_upsample_nearest (const YoloseTensor *in, YoloseTensor *out, int scale,
 
 static void
 generic_squeeze_excite (YoloseTensor *inout, const float *w1, const float *w2,
-                        int hidden, float *scratch, int threads)
+    int hidden, float *scratch, int threads)
 {
   int c = inout->c;
   size_t plane = (size_t)inout->h * inout->w;

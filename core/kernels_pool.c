@@ -81,8 +81,7 @@ pool_claim (Pool *pool, uint64_t generation)
     if (pool_generation (cur) != generation || next >= n_tasks)
       return -1;
     if (atomic_compare_exchange_weak_explicit (&pool->ticket, &cur, cur + 1,
-                                               memory_order_acq_rel,
-                                               memory_order_acquire))
+            memory_order_acq_rel, memory_order_acquire))
       return (int)next;
   }
 }
@@ -113,7 +112,7 @@ pool_worker_main (gpointer data)
 
     while ((generation = pool_generation (
                 atomic_load_explicit (&pool->ticket, memory_order_acquire)))
-           == seen) {
+        == seen) {
       if (++spins < POOL_SPIN) {
         POOL_RELAX ();
         continue;
@@ -178,8 +177,7 @@ yolose_pool_run (int threads, int n_tasks, YolosePoolTask func, void *data)
   generation = (pool_generation (atomic_load (&pool->ticket)) + 1) & 0xffff;
   g_mutex_lock (&pool->lock);
   atomic_store_explicit (&pool->ticket,
-                         pool_ticket (generation, (uint64_t)n_tasks, 0),
-                         memory_order_release);
+      pool_ticket (generation, (uint64_t)n_tasks, 0), memory_order_release);
   g_cond_broadcast (&pool->wake);
   g_mutex_unlock (&pool->lock);
 
@@ -196,4 +194,3 @@ yolose_pool_run (int threads, int n_tasks, YolosePoolTask func, void *data)
   }
   atomic_store_explicit (&pool->busy, 0, memory_order_release);
 }
-

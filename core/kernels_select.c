@@ -80,14 +80,12 @@ static void
 set_unavailable (const char *name, gboolean built, GError **error)
 {
   if (built)
-    g_set_error (
-        error, YOLOSE_KERNELS_ERROR, YOLOSE_KERNELS_ERROR_UNAVAILABLE,
+    g_set_error (error, YOLOSE_KERNELS_ERROR, YOLOSE_KERNELS_ERROR_UNAVAILABLE,
         "kernels \"%s\" were requested but this CPU or OS does not support "
         "them",
         name);
   else
-    g_set_error (
-        error, YOLOSE_KERNELS_ERROR, YOLOSE_KERNELS_ERROR_UNAVAILABLE,
+    g_set_error (error, YOLOSE_KERNELS_ERROR, YOLOSE_KERNELS_ERROR_UNAVAILABLE,
         "kernels \"%s\" were requested but this build does not have them",
         name);
 }
@@ -117,8 +115,7 @@ yolose_kernels_select (const char *name, GError **error)
 #endif
     k = yolose_kernels_avx512 ();
   } else {
-    g_set_error (
-        error, YOLOSE_KERNELS_ERROR, YOLOSE_KERNELS_ERROR_UNKNOWN,
+    g_set_error (error, YOLOSE_KERNELS_ERROR, YOLOSE_KERNELS_ERROR_UNKNOWN,
         "unknown kernels \"%s\" (expected auto, generic, avx2 or avx512)",
         name);
     return NULL;

@@ -33,23 +33,23 @@ parse_options (int argc, char **argv, BenchOptions *opt, GError **error)
 {
   GOptionEntry entries[]
       = { { "model", 'm', 0, G_OPTION_ARG_FILENAME, &opt->model,
-            "Upstream YOLOv5 checkpoint (.pt)", "M.pt" },
+              "Upstream YOLOv5 checkpoint (.pt)", "M.pt" },
           { "input", 'i', 0, G_OPTION_ARG_FILENAME, &opt->input,
-            "Input tensor, 3 x S x S little-endian float32 (default: a "
-            "synthetic frame)",
-            "IN.f32" },
+              "Input tensor, 3 x S x S little-endian float32 (default: a "
+              "synthetic frame)",
+              "IN.f32" },
           { "threads", 't', 0, G_OPTION_ARG_INT, &opt->threads,
-            "Threads (0 = all cores)", "N" },
+              "Threads (0 = all cores)", "N" },
           { "iterations", 'n', 0, G_OPTION_ARG_INT, &opt->iterations,
-            "Timed runs (default 10)", "K" },
+              "Timed runs (default 10)", "K" },
           { "warmup", 'w', 0, G_OPTION_ARG_INT, &opt->warmup,
-            "Untimed runs first (default 2)", "W" },
+              "Untimed runs first (default 2)", "W" },
           { "kernels", 'k', 0, G_OPTION_ARG_STRING, &opt->kernels,
-            "Kernel table: auto, generic, avx2 or avx512", "NAME" },
+              "Kernel table: auto, generic, avx2 or avx512", "NAME" },
           { "size", 's', 0, G_OPTION_ARG_INT, &opt->size,
-            "Network input size, a multiple of 32 (default 640)", "S" },
+              "Network input size, a multiple of 32 (default 640)", "S" },
           { "per-layer", 'p', 0, G_OPTION_ARG_NONE, &opt->per_layer,
-            "Print the time of every layer before the JSON line", NULL },
+              "Print the time of every layer before the JSON line", NULL },
           { NULL } };
   GOptionContext *ctx = g_option_context_new ("- time the yolose network");
   gboolean ok;
@@ -61,12 +61,11 @@ parse_options (int argc, char **argv, BenchOptions *opt, GError **error)
     return FALSE;
   if (opt->model == NULL) {
     g_set_error_literal (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                         "--model is required");
+        "--model is required");
     return FALSE;
   }
   if (opt->iterations < 1 || opt->warmup < 0 || opt->threads < 0) {
-    g_set_error_literal (
-        error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+    g_set_error_literal (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
         "--iterations must be >= 1, --warmup and --threads >= 0");
     return FALSE;
   }
@@ -84,9 +83,9 @@ read_input (const char *path, float *dst, gsize n, GError **error)
     return FALSE;
   if (length != n * sizeof (float)) {
     g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-                 "%s holds %" G_GSIZE_FORMAT " bytes, expected %" G_GSIZE_FORMAT
-                 " (3 x S x S float32 for the model's input size)",
-                 path, length, n * sizeof (float));
+        "%s holds %" G_GSIZE_FORMAT " bytes, expected %" G_GSIZE_FORMAT
+        " (3 x S x S float32 for the model's input size)",
+        path, length, n * sizeof (float));
     g_free (contents);
     return FALSE;
   }
@@ -104,8 +103,8 @@ fill_synthetic (float *dst, int size)
     for (int y = 0; y < size; y++)
       for (int x = 0; x < size; x++) {
         double v = 0.5
-                   + 0.25 * sin ((x + 7 * c) * 0.05) * cos ((y - 5 * c) * 0.03)
-                   + 0.2 * (((x / 16 + y / 16) & 1) - 0.5);
+            + 0.25 * sin ((x + 7 * c) * 0.05) * cos ((y - 5 * c) * 0.03)
+            + 0.2 * (((x / 16 + y / 16) & 1) - 0.5);
         dst[((gsize)c * size + y) * size + x] = (float)CLAMP (v, 0.0, 1.0);
       }
 }
@@ -147,15 +146,15 @@ print_layers (YoloseDetector *det, int iterations)
   for (int i = 0; i < n; i++) {
     double ms = yolose_detector_get_layer_ms (det, i);
     printf ("%5d  %-14s %10.3f %6.1f%%\n", i,
-            yolose_detector_get_layer_type (det, i), ms / iterations,
-            total > 0.0 ? 100.0 * ms / total : 0.0);
+        yolose_detector_get_layer_type (det, i), ms / iterations,
+        total > 0.0 ? 100.0 * ms / total : 0.0);
   }
   printf ("%5s  %-14s %10.3f\n", "", "total", total / iterations);
 }
 
 static void
 print_json (YoloseDetector *det, const BenchOptions *opt, double median_ms,
-            double min_ms)
+    double min_ms)
 {
   JsonBuilder *b = json_builder_new ();
   JsonGenerator *gen = json_generator_new ();
@@ -176,8 +175,8 @@ print_json (YoloseDetector *det, const BenchOptions *opt, double median_ms,
   json_builder_set_member_name (b, "peak_rss_mb");
   json_builder_add_double_value (b, peak_rss_mb ());
   json_builder_set_member_name (b, "threads");
-  json_builder_add_int_value (b, threads > 0 ? threads
-                                             : (gint64)g_get_num_processors ());
+  json_builder_add_int_value (b,
+      threads > 0 ? threads : (gint64)g_get_num_processors ());
   json_builder_set_member_name (b, "kernels");
   json_builder_add_string_value (b, yolose_detector_get_kernels_name (det));
   json_builder_set_member_name (b, "iterations");

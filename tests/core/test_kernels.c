@@ -31,13 +31,13 @@ table_for (int i)
 {
   static const char *names[N_TABLES] = { "generic", "avx2", "avx512" };
   const YoloseKernels *k = i == TABLE_GENERIC ? yolose_kernels_generic ()
-                           : i == TABLE_AVX2  ? yolose_kernels_avx2 ()
+      : i == TABLE_AVX2                       ? yolose_kernels_avx2 ()
                                               : yolose_kernels_avx512 ();
 
   if (k == NULL)
     printf ("NOTE: the %s kernels are not available in this build or on "
             "this CPU; their tests are skipped\n",
-            names[i]);
+        names[i]);
   return k;
 }
 
@@ -86,7 +86,7 @@ reference_silu (double x)
 /* Direct convolution in double: out[oc][oy][ox] for one element. */
 static double
 reference_conv_at (const YoloseConvDesc *d, const float *in, int h, int w,
-                   int oc, int oy, int ox)
+    int oc, int oy, int ox)
 {
   int cin_g = d->in_channels / d->groups;
   int cout_g = d->out_channels / d->groups;
@@ -102,8 +102,8 @@ reference_conv_at (const YoloseConvDesc *d, const float *in, int h, int w,
           continue;
         sum += (double)
                    d->weight[((oc * cin_g + ic) * d->kernel + ky) * d->kernel
-                             + kx]
-               * in[((size_t)(g * cin_g + ic) * h + iy) * w + ix];
+                       + kx]
+            * in[((size_t)(g * cin_g + ic) * h + iy) * w + ix];
       }
   if (d->act == YOLOSE_ACT_SILU)
     sum = reference_silu (sum);
@@ -169,7 +169,7 @@ run_conv_case (const YoloseKernels *kernels, const ConvCase *c, GRand *rand)
   scratch_bytes = kernels->conv_scratch_size (&d, c->h, c->w, c->threads);
   scratch = scratch_bytes ? g_malloc (scratch_bytes) : NULL;
   kernels->conv2d (&d, packed, &in, c->residual ? &res : NULL, &out, scratch,
-                   c->threads);
+      c->threads);
 
   for (int oc = 0; oc < c->cout && failure == NULL; oc++)
     for (size_t i = 0; i < plane && failure == NULL; i++) {
@@ -180,11 +180,11 @@ run_conv_case (const YoloseKernels *kernels, const ConvCase *c, GRand *rand)
         ref += res_copy[oc * plane + i];
       if (!close_enough (got, ref, CONV_TOL))
         failure = g_strdup_printf ("out[%d][%d][%d] = %.7g, expected %.7g", oc,
-                                   oy, ox, got, ref);
+            oy, ox, got, ref);
     }
   for (size_t i = 0; i < total_c * plane && failure == NULL; i++) {
     gboolean inside = i >= c->slice_before * plane
-                      && i < (c->slice_before + c->cout) * plane;
+        && i < (c->slice_before + c->cout) * plane;
     if (!inside && big[i] != SENTINEL)
       failure = g_strdup_printf ("wrote outside its slice at float %zu", i);
   }
@@ -336,8 +336,8 @@ START_TEST (test_conv_packed_reused_across_sizes)
       int oc = i / (h * w), oy = i % (h * w) / w, ox = i % w;
       double ref = reference_conv_at (&d, input, h, w, oc, oy, ox);
       ck_assert_msg (close_enough (output[i], ref, CONV_TOL),
-                     "%s conv at %dx%d: out[%d][%d][%d] = %g, expected %g",
-                     kernels->name, h, w, oc, oy, ox, output[i], ref);
+          "%s conv at %dx%d: out[%d][%d][%d] = %g, expected %g", kernels->name,
+          h, w, oc, oy, ox, output[i], ref);
     }
     g_free (scratch);
     g_free (output);
@@ -356,8 +356,11 @@ START_TEST (test_conv_scratch_serves_fewer_threads)
   GRand *rand = g_rand_new_with_seed (5);
   static const int shapes[][5] = {
     /* cin, cout, size, kernel, stride */
-    { 256, 256, 20, 3, 1 }, { 64, 64, 40, 3, 1 }, { 512, 256, 20, 1, 1 },
-    { 64, 128, 33, 3, 2 },  { 3, 16, 64, 6, 2 },
+    { 256, 256, 20, 3, 1 },
+    { 64, 64, 40, 3, 1 },
+    { 512, 256, 20, 1, 1 },
+    { 64, 128, 33, 3, 2 },
+    { 3, 16, 64, 6, 2 },
   };
 
   if (kernels == NULL)
@@ -388,10 +391,10 @@ START_TEST (test_conv_scratch_serves_fewer_threads)
         int oc = i / (os * os), oy = i % (os * os) / os, ox = i % os;
         double ref = reference_conv_at (&d, input, size, size, oc, oy, ox);
         ck_assert_msg (close_enough (output[i], ref, CONV_TOL),
-                       "%s conv %d->%d %dx%d k %d s %d with %d threads on a "
-                       "3-thread scratch: out[%d][%d][%d] = %g, expected %g",
-                       kernels->name, cin, cout, size, size, k, stride, threads,
-                       oc, oy, ox, output[i], ref);
+            "%s conv %d->%d %dx%d k %d s %d with %d threads on a "
+            "3-thread scratch: out[%d][%d][%d] = %g, expected %g",
+            kernels->name, cin, cout, size, size, k, stride, threads, oc, oy,
+            ox, output[i], ref);
       }
     }
     kernels->conv_packed_free (packed);
@@ -431,8 +434,8 @@ START_TEST (test_conv_silu_extremes)
   for (int i = 0; i < N; i++) {
     double ref = reference_silu (input[i]);
     ck_assert_msg (close_enough (output[i], ref, ELEMENTWISE_TOL),
-                   "%s silu(%g) = %.9g, expected %.9g", kernels->name, input[i],
-                   output[i], ref);
+        "%s silu(%g) = %.9g, expected %.9g", kernels->name, input[i], output[i],
+        ref);
   }
   g_free (scratch);
   kernels->conv_packed_free (packed);
@@ -443,7 +446,7 @@ END_TEST
 
 static float
 reference_maxpool_at (const float *in, int h, int w, int k, int s, int p,
-                      int oy, int ox)
+    int oy, int ox)
 {
   float m = -INFINITY;
 
@@ -464,10 +467,14 @@ START_TEST (test_maxpool)
   GRand *rand = g_rand_new_with_seed (7);
   static const int cases[][7] = {
     /* c, h, w, k, s, p, threads */
-    { 16, 20, 20, 5, 1, 2, 2 }, { 3, 13, 17, 5, 1, 2, 3 },
-    { 5, 1, 1, 5, 1, 2, 1 },    { 4, 7, 5, 3, 2, 1, 2 },
-    { 2, 9, 9, 2, 2, 0, 1 },    { 7, 31, 3, 5, 1, 2, 2 },
-    { 3, 8, 40, 5, 1, 2, 1 },   { 1, 6, 6, 1, 1, 0, 3 },
+    { 16, 20, 20, 5, 1, 2, 2 },
+    { 3, 13, 17, 5, 1, 2, 3 },
+    { 5, 1, 1, 5, 1, 2, 1 },
+    { 4, 7, 5, 3, 2, 1, 2 },
+    { 2, 9, 9, 2, 2, 0, 1 },
+    { 7, 31, 3, 5, 1, 2, 2 },
+    { 3, 8, 40, 5, 1, 2, 1 },
+    { 1, 6, 6, 1, 1, 0, 3 },
   };
 
   if (kernels == NULL)
@@ -491,17 +498,16 @@ START_TEST (test_maxpool)
       for (int oy = 0; oy < oh; oy++)
         for (int ox = 0; ox < ow; ox++) {
           float ref = reference_maxpool_at (input + ch * h * w, h, w, k, s, p,
-                                            oy, ox);
+              oy, ox);
           float got = out.data[ch * plane + oy * ow + ox];
           ck_assert_msg (got == ref,
-                         "%s maxpool c %d %dx%d k %d s %d p %d "
-                         "threads %d: out[%d][%d][%d] = %g, expected %g",
-                         kernels->name, c, h, w, k, s, p, threads, ch, oy, ox,
-                         got, ref);
+              "%s maxpool c %d %dx%d k %d s %d p %d "
+              "threads %d: out[%d][%d][%d] = %g, expected %g",
+              kernels->name, c, h, w, k, s, p, threads, ch, oy, ox, got, ref);
         }
     for (size_t i = 0; i < plane; i++)
       ck_assert_msg (big[i] == SENTINEL && big[(c + 1) * plane + i] == SENTINEL,
-                     "%s maxpool wrote outside its slice", kernels->name);
+          "%s maxpool wrote outside its slice", kernels->name);
     g_free (big);
     g_free (input);
   }
@@ -519,8 +525,11 @@ START_TEST (test_upsample_nearest)
   GRand *rand = g_rand_new_with_seed (8);
   static const int cases[][5] = {
     /* c, h, w, scale, threads */
-    { 8, 20, 20, 2, 2 }, { 3, 7, 5, 2, 3 },   { 2, 1, 1, 2, 1 },
-    { 4, 3, 9, 3, 2 },   { 5, 13, 17, 2, 1 },
+    { 8, 20, 20, 2, 2 },
+    { 3, 7, 5, 2, 3 },
+    { 2, 1, 1, 2, 1 },
+    { 4, 3, 9, 3, 2 },
+    { 5, 13, 17, 2, 1 },
   };
 
   if (kernels == NULL)
@@ -544,14 +553,13 @@ START_TEST (test_upsample_nearest)
           float ref = input[(ch * h + oy / scale) * w + ox / scale];
           float got = big[ch * plane + oy * ow + ox];
           ck_assert_msg (got == ref,
-                         "%s upsample c %d %dx%d x%d threads %d: "
-                         "out[%d][%d][%d] = %g, expected %g",
-                         kernels->name, c, h, w, scale, threads, ch, oy, ox,
-                         got, ref);
+              "%s upsample c %d %dx%d x%d threads %d: "
+              "out[%d][%d][%d] = %g, expected %g",
+              kernels->name, c, h, w, scale, threads, ch, oy, ox, got, ref);
         }
     for (size_t i = 0; i < plane; i++)
       ck_assert_msg (big[c * plane + i] == SENTINEL,
-                     "%s upsample wrote outside its slice", kernels->name);
+          "%s upsample wrote outside its slice", kernels->name);
     g_free (big);
     g_free (input);
   }
@@ -612,8 +620,7 @@ START_TEST (test_squeeze_excite)
       gate = 1.0 / (1.0 + exp (-z));
       for (size_t i = 0; i < plane; i++) {
         double ref = orig[ch * plane + i] * gate;
-        ck_assert_msg (
-            close_enough (x[ch * plane + i], ref, CONV_TOL),
+        ck_assert_msg (close_enough (x[ch * plane + i], ref, CONV_TOL),
             "%s SE c %d hidden %d %dx%d threads %d: x[%d][%zu] = %g, "
             "expected %g",
             kernels->name, c, hidden, h, w, threads, ch, i, x[ch * plane + i],
@@ -661,11 +668,11 @@ START_TEST (test_sigmoid)
     for (size_t i = 0; i < len; i++) {
       double ref = 1.0 / (1.0 + exp (-(double)orig[i]));
       ck_assert_msg (close_enough (x[i], ref, ELEMENTWISE_TOL),
-                     "%s sigmoid(%g) = %.9g, expected %.9g (n %zu)",
-                     kernels->name, orig[i], x[i], ref, len);
+          "%s sigmoid(%g) = %.9g, expected %.9g (n %zu)", kernels->name,
+          orig[i], x[i], ref, len);
     }
     ck_assert_msg (x[len] == SENTINEL, "%s sigmoid wrote past the end",
-                   kernels->name);
+        kernels->name);
     g_free (orig);
     g_free (x);
   }
@@ -691,8 +698,8 @@ START_TEST (test_select_auto)
   ck_assert_ptr_eq (yolose_kernels_select ("auto", &error), expected);
   ck_assert_ptr_null (error);
   printf ("auto kernels on this machine: %s (cpu avx2+fma: %s, avx512: %s)\n",
-          expected->name, yolose_cpu_has_avx2_fma () ? "yes" : "no",
-          yolose_cpu_has_avx512 () ? "yes" : "no");
+      expected->name, yolose_cpu_has_avx2_fma () ? "yes" : "no",
+      yolose_cpu_has_avx512 () ? "yes" : "no");
 }
 END_TEST
 
@@ -711,7 +718,7 @@ check_forced (const char *name, const YoloseKernels *table)
   } else {
     ck_assert_ptr_null (k);
     ck_assert (g_error_matches (error, YOLOSE_KERNELS_ERROR,
-                                YOLOSE_KERNELS_ERROR_UNAVAILABLE));
+        YOLOSE_KERNELS_ERROR_UNAVAILABLE));
     ck_assert_ptr_nonnull (strstr (error->message, name));
     g_clear_error (&error);
   }
@@ -738,7 +745,7 @@ START_TEST (test_select_unknown)
 
   ck_assert_ptr_null (yolose_kernels_select ("neon512", &error));
   ck_assert (g_error_matches (error, YOLOSE_KERNELS_ERROR,
-                              YOLOSE_KERNELS_ERROR_UNKNOWN));
+      YOLOSE_KERNELS_ERROR_UNKNOWN));
   ck_assert_ptr_nonnull (strstr (error->message, "neon512"));
   g_clear_error (&error);
   ck_assert_ptr_null (yolose_kernels_select ("", &error));
@@ -789,9 +796,9 @@ check_pool_run (int threads, int n_tasks)
   yolose_pool_run (threads, n_tasks, count_task, &c);
   for (int t = 0; t < n_tasks; t++)
     ck_assert_msg (c.runs[t] == 1,
-                   "pool, %d threads, %d tasks: task %d ran "
-                   "%d times",
-                   threads, n_tasks, t, c.runs[t]);
+        "pool, %d threads, %d tasks: task %d ran "
+        "%d times",
+        threads, n_tasks, t, c.runs[t]);
   ck_assert_msg (!c.bad_worker, "pool: a worker index was >= %d", threads);
   g_free (c.runs);
 }
