@@ -1508,7 +1508,10 @@ yolose_pickle_parse (const guint8 *data, gsize len, GError **error)
   u.doc = document_new ();
   u.data = data;
   u.len = len;
-  u.stack = g_ptr_array_new ();
+  /* Reserved so that pdata is never NULL: stack_at (u, base) of an empty
+   * stack (a MARK then DICT) would otherwise compute NULL + 0, which is
+   * undefined behaviour (UBSan). */
+  u.stack = g_ptr_array_sized_new (64);
   u.marks = g_array_new (FALSE, FALSE, sizeof (gsize));
   u.memo = g_ptr_array_new ();
   u.error = error;
