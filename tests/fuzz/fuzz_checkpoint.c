@@ -16,8 +16,10 @@
  *
  * Build: meson setup build-fuzz -Dfuzzing=true -Db_sanitize=address,undefined
  *   -Db_lundef=false (with CC=clang); ninja -C build-fuzz.
- * Run: build-fuzz/tests/fuzz/fuzz_checkpoint -timeout=30 CORPUS_DIR \
- *   tests/fuzz/seeds/checkpoint tests/fuzz/regressions/checkpoint */
+ * (UBSan reports abort there: -fno-sanitize-recover=all.)
+ * Run: build-fuzz/tests/fuzz/fuzz_checkpoint -timeout=30 -max_len=65536 \
+ *   -dict=tests/fuzz/checkpoint.dict CORPUS_DIR tests/fuzz/seeds/checkpoint \
+ *   tests/fuzz/regressions/checkpoint */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
