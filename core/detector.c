@@ -12,6 +12,7 @@ struct _YoloseDetector {
   YoloseModelInfo info;
   YolosePostprocess *post;
   int threads;         /* as configured: 0 = all cores */
+  int max_threads;     /* the scratch was sized for at most this many */
   YoloseLetterbox box; /* geometry of the last frame size */
 };
 
@@ -53,6 +54,12 @@ effective_threads (int threads)
   return threads > 0 ? threads : MAX (omp_get_num_procs (), 1);
 }
 
+static int
+run_threads (const YoloseDetector *det)
+{
+  return MIN (effective_threads (det->threads), det->max_threads);
+}
+
 /* Errors from the loader name the file once, at this level. */
 static void
 prefix_with_path (GError **error, const char *path)
@@ -80,13 +87,17 @@ yolose_detector_new (const YoloseConfig *config, GError **error)
   }
   det = g_new0 (YoloseDetector, 1);
   det->threads = config->threads;
+  /* Kernel scratch grows with the thread count, and set_threads may raise
+   * it later: size it for every core (or more, when asked), and never run
+   * with more threads than that. */
+  det->max_threads
+      = MAX (effective_threads (config->threads), effective_threads (0));
   det->graph = yolose_model_build (ckpt, config->input_size, kernels,
       &det->info, error);
   /* every weight is copied out at build time: the archive can go */
   yolose_checkpoint_free (ckpt);
   if (det->graph == NULL
-      || !yolose_graph_prepare (det->graph, effective_threads (det->threads),
-          error)) {
+      || !yolose_graph_prepare (det->graph, det->max_threads, error)) {
     prefix_with_path (error, config->model_path);
     yolose_detector_free (det);
     return NULL;
@@ -167,7 +178,7 @@ yolose_detector_get_output_cols (const YoloseDetector *det)
 const float *
 yolose_detector_forward (YoloseDetector *det)
 {
-  yolose_graph_forward (det->graph, effective_threads (det->threads));
+  yolose_graph_forward (det->graph, run_threads (det));
   return det->graph->output;
 }
 
@@ -175,7 +186,7 @@ gsize
 yolose_detector_detect (YoloseDetector *det, const YoloseImage *image,
     const YoloseNmsParams *params, YoloseDetection *out, gsize out_cap)
 {
-  int threads = effective_threads (det->threads);
+  int threads = run_threads (det);
 
   if (image->width < 1 || image->height < 1)
     return 0;

@@ -105,15 +105,18 @@ check_raw_parity (const char *model, const char *image, const char *kernels)
 static const char *
 kernels_name (int i)
 {
-  return i == 0 ? "generic" : "avx2";
+  static const char *names[] = { "generic", "avx2", "avx512" };
+
+  return names[i];
 }
 
 static gboolean
 kernels_available (int i)
 {
-  if (i == 0 || yolose_kernels_avx2 () != NULL)
+  if (i == 0 || (i == 1 && yolose_kernels_avx2 () != NULL)
+      || (i == 2 && yolose_kernels_avx512 () != NULL))
     return TRUE;
-  printf ("note: this CPU cannot run the avx2 kernels; generic only\n");
+  printf ("note: this CPU cannot run the %s kernels\n", kernels_name (i));
   return FALSE;
 }
 
@@ -174,8 +177,12 @@ START_TEST (test_other_input_size)
   yolose_config_init (&config);
   config.model_path = path;
   config.input_size = 320;
+  config.threads = 1;
   det = yolose_detector_new (&config, &error);
   ck_assert_msg (det != NULL, "%s", error ? error->message : "");
+  /* more threads than it was created with: the kernels' scratch must still
+   * fit (ASan proves it) */
+  yolose_detector_set_threads (det, 64);
   n = yolose_detector_get_output_rows (det);
   ck_assert_uint_eq (n, 3 * (40 * 40 + 20 * 20 + 10 * 10));
   memset (yolose_detector_get_input (det), 0, sizeof (float) * 3 * 320 * 320);
@@ -436,8 +443,8 @@ detector_suite (void)
   TCase *parity = tcase_create ("parity");
   TCase *refusals = tcase_create ("refusals");
 
-  tcase_add_loop_test (parity, test_parity_yolov5n_se, 0, 2);
-  tcase_add_loop_test (parity, test_parity_yolov5s_se_seed, 0, 2);
+  tcase_add_loop_test (parity, test_parity_yolov5n_se, 0, 3);
+  tcase_add_loop_test (parity, test_parity_yolov5s_se_seed, 0, 3);
   tcase_add_test (parity, test_architecture_from_checkpoint);
   tcase_add_test (parity, test_other_input_size);
   tcase_set_timeout (parity, 900);
