@@ -28,6 +28,7 @@
 #include "kernels_pool.h"
 
 #include <immintrin.h>
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -154,6 +155,11 @@ typedef struct {
    * input channels, into a buffer the tasks share. */
   gboolean shared;
   size_t shared_floats;
+  /* 1x1 stride-1 convolutions without padding read B straight from the
+   * input planes: no band buffer, only the tiles that would run past the
+   * end of a plane are copied (into a NR-wide buffer, tail_floats). */
+  gboolean direct;
+  size_t tail_floats;
 } Geometry;
 
 /* Pixels computed for @n_bands bands of @rows rows, rounded up to whole
@@ -226,10 +232,14 @@ geometry (const Packed512 *p, int in_h, int in_w, int threads)
   g.phase_stride = (size_t)g.rows_needed * g.wv;
   g.chan_stride = round_up ((size_t)g.phases * g.phase_stride, ALIGN_FLOATS)
       + ALIGN_FLOATS;
-  g.shared = g.n_bands == 1 && g.n_chunks > 1;
+  g.direct = d->kernel == 1 && s == 1 && d->pad == 0
+      && (size_t)p->cin * in_h * in_w <= INT_MAX;
+  g.tail_floats = g.direct ? (size_t)p->ch_block * NR : 0;
+  g.shared = !g.direct && g.n_bands == 1 && g.n_chunks > 1;
   g.shared_floats
       = g.shared ? (size_t)d->in_channels * g.chan_stride + ALIGN_FLOATS : 0;
-  g.buffer_floats = g.shared ? 0 : (size_t)p->ch_block * g.chan_stride;
+  g.buffer_floats
+      = g.shared || g.direct ? 0 : (size_t)p->ch_block * g.chan_stride;
   g.sums_floats
       = p->ch_block < p->cin ? (size_t)g.chunk_panels * MR * g.nv_pad : 0;
   return g;
@@ -240,7 +250,11 @@ thread_floats (const Packed512 *p, const Geometry *g)
 {
   int offsets = (int)round_up ((size_t)p->ch_block * p->taps, ALIGN_FLOATS);
 
-  return g->buffer_floats + g->sums_floats + offsets + ALIGN_FLOATS;
+  /* direct: a second offset table, for the tail buffer */
+  if (g->direct)
+    offsets *= 2;
+  return g->buffer_floats + g->tail_floats + g->sums_floats + offsets
+      + ALIGN_FLOATS;
 }
 
 /* Scratch for a run with @threads threads: their own areas, then the
@@ -496,6 +510,69 @@ store_tile (const Epilogue *e, const float *c, int oc0, int rows,
 
 /* --------------------------------------------------------------- conv */
 
+/* Where row k of B comes from for one channel block: base + offsets[k],
+ * or, for a direct tile that would run past the end of its planes, a
+ * zero-padded copy in tail + tail_offsets[k]. */
+typedef struct {
+  const float *base;
+  const int *offsets;
+  float *tail;
+  int *tail_offsets;
+  int n_ch;
+  size_t plane;       /* direct: floats per input plane */
+  size_t first_pixel; /* direct: the band's first pixel in its plane */
+} BandSource;
+
+/* B for tile @j of the band: its first float, with *offsets set. */
+static const float *
+tile_source (const BandSource *src, int j, const int **offsets)
+{
+  size_t pixel = src->first_pixel + (size_t)j * NR;
+
+  *offsets = src->offsets;
+  if (src->tail == NULL || pixel + NR <= src->plane)
+    return src->base + (size_t)j * NR;
+  for (int k = 0; k < src->n_ch; k++) {
+    size_t have = src->plane - pixel;
+    memcpy (src->tail + (size_t)k * NR, src->base + src->offsets[k] + j * NR,
+        have * sizeof (float));
+    memset (src->tail + (size_t)k * NR + have, 0, (NR - have) * sizeof (float));
+  }
+  *offsets = src->tail_offsets;
+  return src->tail;
+}
+
+/* Points @src at input channels [c0, c0 + n_ch) of group @grp for the
+ * band at output row @oy0: straight at the input for direct layers,
+ * otherwise at a band buffer (filled here unless @shared holds it). */
+static void
+prepare_source (const Job *job, int grp, int c0, int n_ch, int oy0, float *buf,
+    float *shared, BandSource *src)
+{
+  const Packed512 *p = job->p;
+  const Geometry *g = &job->geo;
+  int *offsets = (int *)src->offsets;
+
+  src->n_ch = n_ch;
+  if (g->direct) {
+    src->plane = (size_t)job->in->h * job->in->w;
+    src->first_pixel = (size_t)oy0 * g->wv;
+    src->base = job->in->data + (size_t)(grp * p->cin + c0) * src->plane
+        + src->first_pixel;
+    for (int k = 0; k < n_ch; k++) {
+      offsets[k] = (int)(k * src->plane);
+      src->tail_offsets[k] = k * NR;
+    }
+    return;
+  }
+  if (shared != NULL)
+    buf = shared + (size_t)(grp * p->cin + c0) * g->chan_stride;
+  else
+    fill_band (job, grp, c0, n_ch, oy0, buf);
+  src->base = buf;
+  fill_offsets (job, n_ch, offsets);
+}
+
 /* Output channels of weight panels [i0, i1) of group @grp for output rows
  * [oy0, band_end). */
 static void
@@ -507,8 +584,12 @@ conv_band (const Job *job, int grp, int oy0, int band_end, int i0, int i1,
   const Geometry *g = &job->geo;
   int nv = (band_end - oy0) * g->wv;
   int n_tiles = (nv + NR - 1) / NR;
-  float *buf = scratch, *sums = buf + g->buffer_floats;
+  int n_offsets = (int)round_up ((size_t)p->ch_block * p->taps, ALIGN_FLOATS);
+  float *buf = scratch, *tail = buf + g->buffer_floats;
+  float *sums = tail + g->tail_floats;
   int *offsets = (int *)(sums + g->sums_floats);
+  BandSource src = { NULL, offsets, g->direct ? tail : NULL,
+    offsets + n_offsets, 0, 0, 0 };
   const float *a_group = p->a + (size_t)grp * p->m_panels * p->k * MR;
   Epilogue e = { d->bias + (size_t)grp * p->m, d->act,
     job->out->data + (size_t)grp * p->m * g->out_h * g->out_w,
@@ -523,21 +604,18 @@ conv_band (const Job *job, int grp, int oy0, int band_end, int i0, int i1,
     int k0 = c0 * p->taps, kc = n_ch * p->taps;
     gboolean first = c0 == 0, last = c0 + n_ch == p->cin;
 
-    if (shared != NULL)
-      buf = shared + (size_t)(grp * p->cin + c0) * g->chan_stride;
-    else
-      fill_band (job, grp, c0, n_ch, oy0, buf);
-    fill_offsets (job, n_ch, offsets);
+    prepare_source (job, grp, c0, n_ch, oy0, buf, shared, &src);
     for (int j = 0; j < n_tiles; j++) {
       Segment seg[NR];
       int n_seg = last ? tile_segments (g, oy0, band_end, j * NR, seg) : 0;
+      const int *tile_offsets;
+      const float *b = tile_source (&src, j, &tile_offsets);
       for (int i = i0; i < i1; i++) {
         const float *a = a_group + ((size_t)i * p->k + k0) * MR;
         float *c = first && last
             ? tile
             : sums + ((size_t)(i - i0) * n_tiles + j) * MR * NR;
-        yolose_avx512_gemm_8x32 (kc, a, buf + (size_t)j * NR, offsets, c,
-            !first);
+        yolose_avx512_gemm_8x32 (kc, a, b, tile_offsets, c, !first);
         if (last)
           store_tile (&e, c, i * MR, MIN (MR, p->m - i * MR), seg, n_seg);
       }
