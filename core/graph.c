@@ -11,6 +11,7 @@
  *     not overlap share memory.
  * The forward pass is then a loop over the operations. */
 #include "graph.h"
+#include "kernels_pool.h"
 
 #include <math.h>
 #include <string.h>
@@ -411,39 +412,55 @@ run_concat (YoloseGraph *graph, const YoloseOp *op)
   }
 }
 
+typedef struct {
+  const YoloseValue *in;
+  const float *src; /* this anchor's no planes */
+  float *rows;      /* this anchor's first output row */
+  int no;
+  float stride, aw, ah;
+} DecodeJob;
+
+/* One row of the grid: gathers each cell's no values (one per plane)
+ * into its output row and decodes the box. */
+static void
+decode_row (void *data, int y, int worker)
+{
+  const DecodeJob *job = data;
+  int w = job->in->w, no = job->no;
+  gsize plane = (gsize)job->in->h * w;
+
+  (void)worker;
+  for (int x = 0; x < w; x++) {
+    gsize p = (gsize)y * w + x;
+    float *row = job->rows + p * no;
+    for (int k = 0; k < no; k++)
+      row[k] = job->src[(gsize)k * plane + p];
+    row[0] = (row[0] * 2.0f - 0.5f + (float)x) * job->stride;
+    row[1] = (row[1] * 2.0f - 0.5f + (float)y) * job->stride;
+    row[2] = (row[2] * 2.0f) * (row[2] * 2.0f) * job->aw;
+    row[3] = (row[3] * 2.0f) * (row[3] * 2.0f) * job->ah;
+  }
+}
+
 /* Upstream's Detect (v6): y = sigmoid(conv); xy = (2 y - 0.5 + grid) s;
- * wh = (2 y)^2 anchor; rows ordered anchor, y, x; columns cx cy w h obj cls. */
+ * wh = (2 y)^2 anchor; rows ordered anchor, y, x; columns cx cy w h obj cls.
+ * The rows go to the kernels' pool rather than an OpenMP region: a region's
+ * threads spin after it ends and took a core from the next frame's first
+ * convolutions (the stem ran at half speed on a loaded machine). */
 static void
 run_detect (YoloseGraph *graph, const YoloseOp *op, int threads)
 {
   YoloseValue *in = yolose_graph_value (graph, op->input);
   int no = 5 + graph->num_classes, na = graph->num_anchors;
   gsize plane = value_plane (in);
-  float stride = op->u.detect.stride;
-  int a;
 
   graph->kernels->sigmoid (in->data, value_floats (in), threads);
-  for (a = 0; a < na; a++) {
-    const float *src = in->data + (gsize)a * no * plane;
-    float *rows = graph->output + (op->u.detect.first_row + a * plane) * no;
-    float aw = op->u.detect.anchors[2 * a],
-          ah = op->u.detect.anchors[2 * a + 1];
-    int y;
-
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (y = 0; y < in->h; y++) {
-      int x, k;
-      for (x = 0; x < in->w; x++) {
-        gsize p = (gsize)y * in->w + x;
-        float *row = rows + p * no;
-        for (k = 0; k < no; k++)
-          row[k] = src[(gsize)k * plane + p];
-        row[0] = (row[0] * 2.0f - 0.5f + (float)x) * stride;
-        row[1] = (row[1] * 2.0f - 0.5f + (float)y) * stride;
-        row[2] = (row[2] * 2.0f) * (row[2] * 2.0f) * aw;
-        row[3] = (row[3] * 2.0f) * (row[3] * 2.0f) * ah;
-      }
-    }
+  for (int a = 0; a < na; a++) {
+    DecodeJob job = { in, in->data + (gsize)a * no * plane,
+      graph->output + (op->u.detect.first_row + a * plane) * no, no,
+      op->u.detect.stride, op->u.detect.anchors[2 * a],
+      op->u.detect.anchors[2 * a + 1] };
+    yolose_pool_run (threads, in->h, decode_row, &job);
   }
 }
 

@@ -23,10 +23,10 @@
  * Every layout of image.h is read in place; YUV taps are converted to RGB
  * before resampling, so a YUV frame gives what its RGB conversion would. */
 #include "letterbox.h"
+#include "kernels_pool.h"
 
 #include <math.h>
 #include <stddef.h>
-#include <omp.h>
 
 #define PAD_LEVEL 114
 #define COEF_BITS 11
@@ -377,6 +377,46 @@ image_matches (const YoloseImage *image, const YoloseLetterbox *box)
   return TRUE;
 }
 
+typedef struct {
+  FillJob job;
+  gboolean same_size;
+  int rows_per_task;
+} FillRun;
+
+/* Output rows [y0, y1): their gray margins, then the picture in spans of
+ * SPAN columns, whose horizontal taps are computed once per span. */
+static void
+fill_rows (void *data, int task, int worker)
+{
+  const FillRun *run = data;
+  const YoloseLetterbox *box = run->job.box;
+  int y0 = task * run->rows_per_task;
+  int y1 = MIN (y0 + run->rows_per_task, box->size);
+  int dy0 = MAX (y0 - box->top, 0);
+  int dy1 = MIN (y1 - box->top, box->resized_h);
+  double inv_ratio_x = inverse_ratio (box->src_w, box->resized_w);
+  Tap cols[SPAN];
+
+  (void)worker;
+  for (int y = y0; y < y1; y++)
+    pad_row (&run->job, y);
+  for (int x0 = 0; x0 < box->resized_w && dy0 < dy1; x0 += SPAN) {
+    int count = MIN (SPAN, box->resized_w - x0);
+
+    if (!run->same_size)
+      for (int i = 0; i < count; i++)
+        cols[i] = linear_tap (x0 + i, inv_ratio_x, box->src_w, TRUE);
+    for (int dy = dy0; dy < dy1; dy++) {
+      if (run->same_size)
+        copy_span (&run->job, x0, count, dy);
+      else
+        resample_span (&run->job, cols, x0, count, dy);
+    }
+  }
+}
+
+/* Runs on the kernels' pool, like the network that follows: an OpenMP
+ * region's threads would go on spinning into its first layers. */
 void
 yolose_letterbox_fill (const YoloseImage *image, const YoloseLetterbox *box,
     float *dst, int threads)
@@ -384,9 +424,9 @@ yolose_letterbox_fill (const YoloseImage *image, const YoloseLetterbox *box,
   gsize plane_size;
   float level[256];
   YuvCoeffs yuv;
-  FillJob job;
-  gboolean same_size;
-  int n_threads = threads > 0 ? threads : MAX (omp_get_num_procs (), 1);
+  FillRun run;
+  int n_threads = threads > 0 ? threads : (int)g_get_num_processors ();
+  int n_tasks;
 
   g_return_if_fail (image != NULL && box != NULL && dst != NULL);
   g_return_if_fail (image_matches (image, box));
@@ -395,36 +435,16 @@ yolose_letterbox_fill (const YoloseImage *image, const YoloseLetterbox *box,
     level[v] = (float)v / 255.0f;
   yuv_coeffs_init (&yuv, image->matrix, image->full_range);
   plane_size = (gsize)box->size * box->size;
-  job.image = image;
-  job.box = box;
-  job.yuv = &yuv;
-  job.level = level;
+  run.job.image = image;
+  run.job.box = box;
+  run.job.yuv = &yuv;
+  run.job.level = level;
   for (int plane = 0; plane < 3; plane++)
-    job.planes[plane] = dst + plane * plane_size;
-  same_size = box->resized_w == box->src_w && box->resized_h == box->src_h;
-
-#pragma omp parallel num_threads(n_threads)
-  {
-    Tap cols[SPAN];
-    double inv_ratio_x = inverse_ratio (box->src_w, box->resized_w);
-
-#pragma omp for schedule(static)
-    for (int y = 0; y < box->size; y++)
-      pad_row (&job, y);
-
-    for (int x0 = 0; x0 < box->resized_w; x0 += SPAN) {
-      int count = MIN (SPAN, box->resized_w - x0);
-
-      if (!same_size)
-        for (int i = 0; i < count; i++)
-          cols[i] = linear_tap (x0 + i, inv_ratio_x, box->src_w, TRUE);
-#pragma omp for schedule(static) nowait
-      for (int dy = 0; dy < box->resized_h; dy++) {
-        if (same_size)
-          copy_span (&job, x0, count, dy);
-        else
-          resample_span (&job, cols, x0, count, dy);
-      }
-    }
-  }
+    run.job.planes[plane] = dst + plane * plane_size;
+  run.same_size = box->resized_w == box->src_w && box->resized_h == box->src_h;
+  /* a few tasks per thread, so that a preempted thread delays little */
+  n_tasks = MIN (box->size, 4 * n_threads);
+  run.rows_per_task = (box->size + n_tasks - 1) / n_tasks;
+  n_tasks = (box->size + run.rows_per_task - 1) / run.rows_per_task;
+  yolose_pool_run (n_threads, n_tasks, fill_rows, &run);
 }
