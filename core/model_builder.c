@@ -377,10 +377,25 @@ add_concat (Builder *b, const int *inputs, int n)
   return out;
 }
 
+/* What a map side of @side pixels at the size being built (S) is when the
+ * network runs at upstream's training size: @side * 640 / S. */
+static gint64
+map_at_training_size (Builder *b, int side)
+{
+  return (gint64)side * YOLOSE_DEFAULT_INPUT_SIZE / b->graph->size;
+}
+
+/* Pooling kernels are judged against the map a layer sees at upstream's
+ * training size, whatever size is being built: a 640 model run at 128
+ * pools its 4x4 deepest map with k=5 exactly as torch does, but a window
+ * wider than the map the layer was trained on is a mistyped argument (every
+ * output would be the whole map's maximum). */
 static int
 add_maxpool (Builder *b, int in, int k)
 {
   YoloseValue *iv = yolose_graph_value (b->graph, in);
+  gint64 trained_h = map_at_training_size (b, iv->h);
+  gint64 trained_w = map_at_training_size (b, iv->w);
   YoloseOp op = { 0 };
   int out;
 
@@ -394,9 +409,17 @@ add_maxpool (Builder *b, int in, int k)
                "form is 'SPPF [1024, 5]')",
                k),
            -1;
-  /* A kernel wider than the map is fine (torch pools a 2x2 map with k=5 at
-   * input size 64): with padding k/2 every window still holds a real value.
-   * Bounded, or a file could ask for billions of comparisons per pixel. */
+  if (k > trained_h || k > trained_w)
+    return unsupported (b,
+               "max pooling kernel %d is larger than the "
+               "%" G_GINT64_FORMAT "x%" G_GINT64_FORMAT " feature map this "
+               "layer pools at upstream's training size %d (use an odd "
+               "kernel no larger than the map; upstream's SPPF uses 5)",
+               k, trained_h, trained_w, YOLOSE_DEFAULT_INPUT_SIZE),
+           -1;
+  /* Still bounded: a stride-2 map is 320 wide at 640, and a pooling layer
+   * holds no weights, so without a cap a tiny file could ask for 10^5
+   * comparisons per pixel. */
   if (k > MAX_KERNEL)
     return unsupported (b, "max pooling kernel %d is larger than %d", k,
                MAX_KERNEL),

@@ -275,7 +275,7 @@ write_patched_checkpoint (const char *model, const Patch *patches,
 }
 
 static void
-expect_refusal (const char *path, const char *needle)
+expect_refusal_at_size (const char *path, int size, const char *needle)
 {
   YoloseConfig config;
   GError *error = NULL;
@@ -283,6 +283,7 @@ expect_refusal (const char *path, const char *needle)
 
   yolose_config_init (&config);
   config.model_path = path;
+  config.input_size = size;
   det = yolose_detector_new (&config, &error);
   ck_assert_msg (det == NULL, "%s loaded but should have been refused", path);
   ck_assert (error != NULL);
@@ -290,6 +291,12 @@ expect_refusal (const char *path, const char *needle)
   ck_assert_msg (strstr (error->message, needle) != NULL,
       "error '%s' does not mention '%s'", error->message, needle);
   g_error_free (error);
+}
+
+static void
+expect_refusal (const char *path, const char *needle)
+{
+  expect_refusal_at_size (path, YOLOSE_DEFAULT_INPUT_SIZE, needle);
 }
 
 static char *
@@ -321,6 +328,81 @@ START_TEST (test_refuses_seed_sppf_defect)
   expect_refusal (path, "SPPF");
   g_unlink (path);
   g_free (path);
+}
+END_TEST
+
+/* yolov5n-se-coco with SPPF's kernel patched from 5 to @k (an odd k < 256),
+ * in the yaml only: the pooling layers take their kernel from it. */
+static char *
+write_sppf_kernel_checkpoint (int k)
+{
+  /* args [1024, 5]: BININT2 1024, BININT1 5, APPENDS */
+  const char replace[] = { 'M', 0x00, 0x04, 'K', (char)k, 'e' };
+  const Patch p = { "M\x00\x04K\x05"
+                    "e",
+    6, replace, sizeof replace };
+
+  return write_patched_checkpoint ("models/yolov5n-se-coco.pt", &p, 1);
+}
+
+/* Loads @path at @size and runs it on a gray input: rows for 3 levels and
+ * finite outputs. */
+static void
+expect_runs_at_size (const char *path, int size)
+{
+  YoloseConfig config;
+  GError *error = NULL;
+  YoloseDetector *det;
+  const float *out;
+  gsize rows, i;
+  int s8 = size / 8, s16 = size / 16, s32 = size / 32;
+
+  yolose_config_init (&config);
+  config.model_path = path;
+  config.input_size = size;
+  config.threads = 2;
+  det = yolose_detector_new (&config, &error);
+  ck_assert_msg (det != NULL, "%s", error ? error->message : "");
+  rows = yolose_detector_get_output_rows (det);
+  ck_assert_uint_eq (rows, 3 * (s8 * s8 + s16 * s16 + s32 * s32));
+  for (i = 0; i < (gsize)3 * size * size; i++)
+    yolose_detector_get_input (det)[i] = 114.0f / 255.0f;
+  out = yolose_detector_forward (det);
+  for (i = 0; i < rows * yolose_detector_get_output_cols (det); i++)
+    ck_assert (isfinite (out[i]));
+  yolose_detector_free (det);
+}
+
+/* A pooling kernel wider than the map its layer pools at upstream's
+ * training size 640 is refused at any input size, naming the layer, the
+ * kernel and that map: SPPF k=21 on the 20x20 map of stride 32. */
+START_TEST (test_refuses_pool_wider_than_trained_map)
+{
+  char *path = write_sppf_kernel_checkpoint (21);
+
+  expect_refusal_at_size (path, 640, "layer 10 (SPPF): max pooling kernel 21");
+  expect_refusal_at_size (path, 640, "20x20 feature map");
+  expect_refusal_at_size (path, 128, "20x20 feature map");
+  expect_refusal_at_size (path, 1280, "20x20 feature map");
+  g_unlink (path);
+  g_free (path);
+}
+END_TEST
+
+/* Kernels no wider than the map at 640 load and run, even at an input size
+ * where the map is smaller than the kernel: upstream's k=5 and k=19 at 128
+ * (a 4x4 map), as torch pools them. */
+START_TEST (test_pool_kernel_judged_at_training_size)
+{
+  char *original = yolose_test_data_path ("models/yolov5n-se-coco.pt");
+  char *path = write_sppf_kernel_checkpoint (19);
+
+  expect_runs_at_size (original, 128);
+  expect_runs_at_size (path, 128);
+  expect_runs_at_size (path, 64);
+  g_unlink (path);
+  g_free (path);
+  g_free (original);
 }
 END_TEST
 
@@ -451,6 +533,8 @@ detector_suite (void)
   suite_add_tcase (s, parity);
 
   tcase_add_test (refusals, test_refuses_seed_sppf_defect);
+  tcase_add_test (refusals, test_refuses_pool_wider_than_trained_map);
+  tcase_add_test (refusals, test_pool_kernel_judged_at_training_size);
   tcase_add_test (refusals, test_refuses_unknown_module);
   tcase_add_test (refusals, test_refuses_wrong_tensor_shape);
   tcase_add_test (refusals, test_refuses_corrupted_pickle);

@@ -386,6 +386,11 @@ HOSTILE = {
     # SPPF asking for a 2^31-1 pooling window (billions of comparisons).
     "sppf-kernel-2147483647": (
         [CONV_S2, [-1, 1, "SPPF", [32, 2147483647]]], [DETECT_0]),
+    # A 33x33 window on a stride-2 map (320x320 at 640): no wider than the
+    # map, but pooling has no weights to bound its cost, so kernels are
+    # capped.
+    "sppf-kernel-33-at-stride-2": (
+        [CONV_S2, [-1, 1, "SPPF", [32, 33]]], [DETECT_0]),
     # The network input used twice by a Concat, then by a Conv: runs.
     "concat-of-the-input": (
         [[[-1, -1], 1, "Concat", [1]], [-1, 1, "Conv", [32, 3, 2]]],
