@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "tool-common.h"
 #include "yolose.h"
 
 typedef struct {
@@ -27,6 +28,18 @@ typedef struct {
   int size;
   gboolean per_layer;
 } BenchOptions;
+
+static gboolean
+check_options (const BenchOptions *opt, GError **error)
+{
+  const char *problem = NULL;
+
+  if (opt->model == NULL)
+    problem = "--model is required";
+  else if (opt->iterations < 1 || opt->warmup < 0 || opt->threads < 0)
+    problem = "--iterations must be >= 1, --warmup and --threads >= 0";
+  return tool_check_option (problem, error);
+}
 
 static gboolean
 parse_options (int argc, char **argv, BenchOptions *opt, GError **error)
@@ -55,21 +68,10 @@ parse_options (int argc, char **argv, BenchOptions *opt, GError **error)
   gboolean ok;
 
   g_option_context_add_main_entries (ctx, entries, NULL);
-  ok = g_option_context_parse (ctx, &argc, &argv, error);
+  ok = g_option_context_parse (ctx, &argc, &argv, error)
+      && check_options (opt, error);
   g_option_context_free (ctx);
-  if (!ok)
-    return FALSE;
-  if (opt->model == NULL) {
-    g_set_error_literal (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-        "--model is required");
-    return FALSE;
-  }
-  if (opt->iterations < 1 || opt->warmup < 0 || opt->threads < 0) {
-    g_set_error_literal (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-        "--iterations must be >= 1, --warmup and --threads >= 0");
-    return FALSE;
-  }
-  return TRUE;
+  return ok;
 }
 
 /* Reads exactly @n floats from @path into @dst. */
@@ -157,9 +159,6 @@ print_json (YoloseDetector *det, const BenchOptions *opt, double median_ms,
     double min_ms)
 {
   JsonBuilder *b = json_builder_new ();
-  JsonGenerator *gen = json_generator_new ();
-  JsonNode *root;
-  char *text;
   double gflops = yolose_detector_get_gflops (det);
   int threads = yolose_detector_get_threads (det);
 
@@ -184,15 +183,7 @@ print_json (YoloseDetector *det, const BenchOptions *opt, double median_ms,
   json_builder_set_member_name (b, "size");
   json_builder_add_int_value (b, yolose_detector_get_input_size (det));
   json_builder_end_object (b);
-
-  root = json_builder_get_root (b);
-  json_generator_set_root (gen, root);
-  text = json_generator_to_data (gen, NULL);
-  printf ("%s\n", text);
-  g_free (text);
-  json_node_unref (root);
-  g_object_unref (gen);
-  g_object_unref (b);
+  tool_json_print_line (b);
 }
 
 static int

@@ -17,11 +17,11 @@
  * (after trying every picture), naming the cause on stderr. */
 #include <gdk-pixbuf/gdk-pixbuf.h>
 #include <json-glib/json-glib.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "tool-common.h"
 #include "yolose.h"
 
 #define EXIT_USAGE 2
@@ -79,12 +79,7 @@ check_options (const DetectOptions *opt, GError **error)
     problem = "--raw-input does not take pictures";
   else if (opt->raw_input == NULL && opt->images == NULL && !opt->info)
     problem = "no picture given (or use --raw-input or --info)";
-  if (problem != NULL) {
-    g_set_error_literal (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-        problem);
-    return FALSE;
-  }
-  return TRUE;
+  return tool_check_option (problem, error);
 }
 
 static gboolean
@@ -203,28 +198,14 @@ add_detection (JsonBuilder *b, const YoloseDetector *det,
     const YoloseDetection *d)
 {
   const char *label = yolose_detector_get_class_name (det, d->class_id);
+  const double box[4] = { d->x1, d->y1, d->x2, d->y2 };
   char id_label[16];
 
   if (label == NULL) {
     g_snprintf (id_label, sizeof id_label, "%d", d->class_id);
     label = id_label;
   }
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "class_id");
-  json_builder_add_int_value (b, d->class_id);
-  json_builder_set_member_name (b, "label");
-  json_builder_add_string_value (b, label);
-  json_builder_set_member_name (b, "confidence");
-  json_builder_add_double_value (b, round (d->confidence * 1e5) / 1e5);
-  json_builder_set_member_name (b, "box");
-  json_builder_begin_array (b);
-  /* upstream: scale_coords (...).round(), i.e. half to even */
-  json_builder_add_double_value (b, nearbyintf (d->x1));
-  json_builder_add_double_value (b, nearbyintf (d->y1));
-  json_builder_add_double_value (b, nearbyintf (d->x2));
-  json_builder_add_double_value (b, nearbyintf (d->y2));
-  json_builder_end_array (b);
-  json_builder_end_object (b);
+  tool_json_add_detection (b, d->class_id, label, d->confidence, box);
 }
 
 static void
@@ -232,9 +213,6 @@ print_result (const char *path, const YoloseImage *image,
     const YoloseDetector *det, const YoloseDetection *dets, gsize n)
 {
   JsonBuilder *b = json_builder_new ();
-  JsonGenerator *gen = json_generator_new ();
-  JsonNode *root;
-  char *line;
 
   json_builder_begin_object (b);
   json_builder_set_member_name (b, "image");
@@ -249,16 +227,7 @@ print_result (const char *path, const YoloseImage *image,
     add_detection (b, det, &dets[i]);
   json_builder_end_array (b);
   json_builder_end_object (b);
-
-  root = json_builder_get_root (b);
-  json_generator_set_root (gen, root);
-  line = json_generator_to_data (gen, NULL);
-  printf ("%s\n", line);
-  fflush (stdout);
-  g_free (line);
-  json_node_unref (root);
-  g_object_unref (gen);
-  g_object_unref (b);
+  tool_json_print_line (b);
 }
 
 static gboolean

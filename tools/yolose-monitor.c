@@ -36,10 +36,11 @@
 #include <gst/video/video.h>
 #include <json-glib/json-glib.h>
 #include <errno.h>
-#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "tool-common.h"
 
 #define EXIT_USAGE 2
 
@@ -162,12 +163,7 @@ check_options (const MonitorOptions *opt, GError **error)
     problem = "--max-snapshots must be at least 1";
   else if (opt->sources == NULL || opt->sources[0] == NULL)
     problem = "no source given";
-  if (problem != NULL) {
-    g_set_error_literal (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-        problem);
-    return FALSE;
-  }
-  return TRUE;
+  return tool_check_option (problem, error);
 }
 
 static gboolean
@@ -435,21 +431,8 @@ add_box (JsonBuilder *b, GstVideoRegionOfInterestMeta *roi, int width,
       label = gst_structure_get_string (s, "label");
   }
 
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "class_id");
-  json_builder_add_int_value (b, class_id);
-  json_builder_set_member_name (b, "label");
-  json_builder_add_string_value (b, label);
-  json_builder_set_member_name (b, "confidence");
-  json_builder_add_double_value (b, round (confidence * 1e5) / 1e5);
-  json_builder_set_member_name (b, "box");
-  json_builder_begin_array (b);
-  json_builder_add_double_value (b, nearbyint (x1));
-  json_builder_add_double_value (b, nearbyint (y1));
-  json_builder_add_double_value (b, nearbyint (x2));
-  json_builder_add_double_value (b, nearbyint (y2));
-  json_builder_end_array (b);
-  json_builder_end_object (b);
+  tool_json_add_detection (b, class_id, label, confidence,
+      (const double[4]){ x1, y1, x2, y2 });
 }
 
 /* The frame's JSON line (without the newline); *@n_boxes gets the number of
@@ -459,11 +442,8 @@ frame_json (const Source *src, GstBuffer *buf, const GstVideoInfo *info,
     guint *n_boxes)
 {
   JsonBuilder *b = json_builder_new ();
-  JsonGenerator *gen = json_generator_new ();
-  JsonNode *root;
   gpointer state = NULL;
   GstMeta *meta;
-  char *line;
 
   *n_boxes = 0;
   json_builder_begin_object (b);
@@ -487,14 +467,7 @@ frame_json (const Source *src, GstBuffer *buf, const GstVideoInfo *info,
   }
   json_builder_end_array (b);
   json_builder_end_object (b);
-
-  root = json_builder_get_root (b);
-  json_generator_set_root (gen, root);
-  line = json_generator_to_data (gen, NULL);
-  json_node_unref (root);
-  g_object_unref (gen);
-  g_object_unref (b);
-  return line;
+  return tool_json_finish_line (b);
 }
 
 static void
