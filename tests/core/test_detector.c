@@ -13,28 +13,9 @@
 #include <unistd.h>
 #include <glib/gstdio.h>
 
+#include "parity.h"
 #include "testdata.h"
 #include "yolose.h"
-#include "kernels.h"
-
-#define BOX_TOLERANCE_PX 0.25
-#define SCORE_TOLERANCE 1e-3
-
-static float *
-read_f32 (const char *relative, gsize expected_floats)
-{
-  char *path = yolose_test_data_path (relative);
-  gchar *data = NULL;
-  gsize len = 0;
-
-  ck_assert_msg (path != NULL, "missing %s", relative);
-  ck_assert (g_file_get_contents (path, &data, &len, NULL));
-  ck_assert_msg (len == expected_floats * sizeof (float),
-      "%s has %" G_GSIZE_FORMAT " bytes, expected %" G_GSIZE_FORMAT, relative,
-      len, expected_floats * sizeof (float));
-  g_free (path);
-  return (float *)data;
-}
 
 static YoloseDetector *
 load (const char *model, const char *kernels, GError **error)
@@ -55,76 +36,24 @@ load (const char *model, const char *kernels, GError **error)
   return det;
 }
 
+/* Upstream's raw output from @model on the reference input for @image,
+ * on kernel table @k. */
 static void
-check_raw_parity (const char *model, const char *image, const char *kernels)
+check_raw_parity (const char *model, const char *image, int k)
 {
   GError *error = NULL;
-  YoloseDetector *det = load (model, kernels, &error);
-  char *in_rel, *out_rel;
-  float *input, *expected;
-  const float *got;
-  gsize rows, i;
-  int cols, c;
-  double max_box = 0, max_score = 0;
+  YoloseDetector *det = load (model, yolose_test_kernels_name (k), &error);
 
   ck_assert_msg (det != NULL, "%s", error ? error->message : "");
-  rows = yolose_detector_get_output_rows (det);
-  cols = yolose_detector_get_output_cols (det);
-  in_rel = g_strdup_printf ("reference/%s-%s.input.f32", model, image);
-  out_rel = g_strdup_printf ("reference/%s-%s.output.f32", model, image);
-  input = read_f32 (in_rel, 3 * 640 * 640);
-  expected = read_f32 (out_rel, rows * cols);
-
-  memcpy (yolose_detector_get_input (det), input,
-      sizeof (float) * 3 * 640 * 640);
-  got = yolose_detector_forward (det);
-  for (i = 0; i < rows; i++)
-    for (c = 0; c < cols; c++) {
-      double d = fabs ((double)got[i * cols + c] - expected[i * cols + c]);
-      ck_assert_msg (isfinite (got[i * cols + c]),
-          "row %" G_GSIZE_FORMAT " col %d is not finite", i, c);
-      if (c < 4)
-        max_box = MAX (max_box, d);
-      else
-        max_score = MAX (max_score, d);
-    }
-  printf ("%s on %s (%s kernels): max |box error| %.5f px, max |score "
-          "error| %.2e over %" G_GSIZE_FORMAT " x %d outputs\n",
-      model, image, yolose_detector_get_kernels_name (det), max_box, max_score,
-      rows, cols);
-  ck_assert_msg (max_box <= BOX_TOLERANCE_PX, "box error %.5f px", max_box);
-  ck_assert_msg (max_score <= SCORE_TOLERANCE, "score error %.2e", max_score);
-
-  g_free (input);
-  g_free (expected);
-  g_free (in_rel);
-  g_free (out_rel);
+  yolose_test_check_raw_parity (det, model, image, model);
   yolose_detector_free (det);
-}
-
-static const char *
-kernels_name (int i)
-{
-  static const char *names[] = { "generic", "avx2", "avx512" };
-
-  return names[i];
-}
-
-static gboolean
-kernels_available (int i)
-{
-  if (i == 0 || (i == 1 && yolose_kernels_avx2 () != NULL)
-      || (i == 2 && yolose_kernels_avx512 () != NULL))
-    return TRUE;
-  printf ("note: this CPU cannot run the %s kernels\n", kernels_name (i));
-  return FALSE;
 }
 
 /* yolov5n + SE (a trained COCO detector) equals upstream's raw output. */
 START_TEST (test_parity_yolov5n_se)
 {
-  if (kernels_available (_i))
-    check_raw_parity ("yolov5n-se-coco", "bus", kernels_name (_i));
+  if (yolose_test_kernels_available (_i))
+    check_raw_parity ("yolov5n-se-coco", "bus", _i);
 }
 END_TEST
 
@@ -132,8 +61,8 @@ END_TEST
  * SE gates) equals upstream's raw output. */
 START_TEST (test_parity_yolov5s_se_seed)
 {
-  if (kernels_available (_i))
-    check_raw_parity ("yolov5s-se-voc-random", "zidane", kernels_name (_i));
+  if (yolose_test_kernels_available (_i))
+    check_raw_parity ("yolov5s-se-voc-random", "zidane", _i);
 }
 END_TEST
 
@@ -525,8 +454,10 @@ detector_suite (void)
   TCase *parity = tcase_create ("parity");
   TCase *refusals = tcase_create ("refusals");
 
-  tcase_add_loop_test (parity, test_parity_yolov5n_se, 0, 3);
-  tcase_add_loop_test (parity, test_parity_yolov5s_se_seed, 0, 3);
+  tcase_add_loop_test (parity, test_parity_yolov5n_se, 0,
+      YOLOSE_TEST_N_KERNELS);
+  tcase_add_loop_test (parity, test_parity_yolov5s_se_seed, 0,
+      YOLOSE_TEST_N_KERNELS);
   tcase_add_test (parity, test_architecture_from_checkpoint);
   tcase_add_test (parity, test_other_input_size);
   tcase_set_timeout (parity, 900);

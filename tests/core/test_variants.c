@@ -14,18 +14,14 @@
  * Arguments (from tests/core/meson.build): the script, then python3 (empty
  * when meson found none: the test is skipped). */
 #include <check.h>
-#include <math.h>
 #include <stdio.h>
-#include <string.h>
 #include <glib/gstdio.h>
 
 #include "checkpoint.h"
-#include "kernels.h"
+#include "parity.h"
 #include "testdata.h"
 #include "yolose.h"
 
-#define BOX_TOLERANCE_PX 0.25
-#define SCORE_TOLERANCE 1e-3
 #define SPPF_LAYER 10 /* both checkpoints: SElayer at 9, then SPPF */
 
 typedef struct {
@@ -40,9 +36,6 @@ static const Model models[] = {
 
 enum { VARIANT_FUSE, VARIANT_SPP, N_VARIANTS };
 static const char *const variant_names[] = { "fuse", "spp" };
-
-enum { KERNELS_GENERIC, KERNELS_AVX2, KERNELS_AVX512, N_KERNELS };
-static const char *const kernel_names[] = { "generic", "avx2", "avx512" };
 
 /* Written in main() before the tests fork: path, or why it is missing. */
 static char *scratch_dir;
@@ -291,30 +284,6 @@ END_TEST
 
 /* ---- parity ------------------------------------------------------------ */
 
-static float *
-read_f32 (const char *relative, gsize expected_floats)
-{
-  char *path = yolose_test_data_path (relative);
-  gchar *data = NULL;
-  gsize len = 0;
-
-  ck_assert_msg (path != NULL, "missing %s", relative);
-  ck_assert (g_file_get_contents (path, &data, &len, NULL));
-  ck_assert_uint_eq (len, expected_floats * sizeof (float));
-  g_free (path);
-  return (float *)data;
-}
-
-static gboolean
-kernels_available (int k)
-{
-  if (k == KERNELS_GENERIC || (k == KERNELS_AVX2 && yolose_kernels_avx2 ())
-      || (k == KERNELS_AVX512 && yolose_kernels_avx512 ()))
-    return TRUE;
-  printf ("note: this CPU cannot run the %s kernels\n", kernel_names[k]);
-  return FALSE;
-}
-
 /* One case of the parity loop: variant, model, kernel table.  The generic
  * kernels run yolov5n only: yolov5s takes them a minute per forward under
  * ASan, and they compute the same layers as on yolov5n. */
@@ -323,16 +292,16 @@ typedef struct {
 } ParityCase;
 
 static const ParityCase parity_cases[] = {
-  { VARIANT_FUSE, 0, KERNELS_GENERIC },
-  { VARIANT_FUSE, 0, KERNELS_AVX2 },
-  { VARIANT_FUSE, 0, KERNELS_AVX512 },
-  { VARIANT_FUSE, 1, KERNELS_AVX2 },
-  { VARIANT_FUSE, 1, KERNELS_AVX512 },
-  { VARIANT_SPP, 0, KERNELS_GENERIC },
-  { VARIANT_SPP, 0, KERNELS_AVX2 },
-  { VARIANT_SPP, 0, KERNELS_AVX512 },
-  { VARIANT_SPP, 1, KERNELS_AVX2 },
-  { VARIANT_SPP, 1, KERNELS_AVX512 },
+  { VARIANT_FUSE, 0, YOLOSE_TEST_KERNELS_GENERIC },
+  { VARIANT_FUSE, 0, YOLOSE_TEST_KERNELS_AVX2 },
+  { VARIANT_FUSE, 0, YOLOSE_TEST_KERNELS_AVX512 },
+  { VARIANT_FUSE, 1, YOLOSE_TEST_KERNELS_AVX2 },
+  { VARIANT_FUSE, 1, YOLOSE_TEST_KERNELS_AVX512 },
+  { VARIANT_SPP, 0, YOLOSE_TEST_KERNELS_GENERIC },
+  { VARIANT_SPP, 0, YOLOSE_TEST_KERNELS_AVX2 },
+  { VARIANT_SPP, 0, YOLOSE_TEST_KERNELS_AVX512 },
+  { VARIANT_SPP, 1, YOLOSE_TEST_KERNELS_AVX2 },
+  { VARIANT_SPP, 1, YOLOSE_TEST_KERNELS_AVX512 },
 };
 
 /* The variant's raw output equals upstream's for the original checkpoint:
@@ -341,52 +310,16 @@ START_TEST (test_variant_parity)
 {
   const ParityCase *pc = &parity_cases[_i];
   const Model *model = &models[pc->m];
-  char *in_rel, *out_rel;
-  float *input, *expected;
-  const float *got;
+  char *label;
   YoloseDetector *det;
-  double max_box = 0, max_score = 0;
-  gint64 start;
-  gsize rows;
-  int cols;
 
-  if (!kernels_available (pc->k))
+  if (!yolose_test_kernels_available (pc->k))
     return;
-  det = load (variant (pc->m, pc->v), kernel_names[pc->k], 640);
-  rows = yolose_detector_get_output_rows (det);
-  cols = yolose_detector_get_output_cols (det);
-  in_rel = g_strdup_printf ("reference/%s-%s.input.f32", model->name,
-      model->image);
-  out_rel = g_strdup_printf ("reference/%s-%s.output.f32", model->name,
-      model->image);
-  input = read_f32 (in_rel, 3 * 640 * 640);
-  expected = read_f32 (out_rel, rows * cols);
-
-  memcpy (yolose_detector_get_input (det), input,
-      sizeof (float) * 3 * 640 * 640);
-  start = g_get_monotonic_time ();
-  got = yolose_detector_forward (det);
-  for (gsize i = 0; i < rows * cols; i++) {
-    double d = fabs ((double)got[i] - expected[i]);
-    ck_assert_msg (isfinite (got[i]),
-        "output %" G_GSIZE_FORMAT " is not finite", i);
-    if (i % cols < 4)
-      max_box = MAX (max_box, d);
-    else
-      max_score = MAX (max_score, d);
-  }
-  printf ("%s %s on %s (%s kernels, forward %.2f s): max |box error| "
-          "%.5f px, max |score error| %.2e\n",
-      model->name, variant_names[pc->v], model->image,
-      yolose_detector_get_kernels_name (det),
-      (g_get_monotonic_time () - start) / 1e6, max_box, max_score);
-  ck_assert_msg (max_box <= BOX_TOLERANCE_PX, "box error %.5f px", max_box);
-  ck_assert_msg (max_score <= SCORE_TOLERANCE, "score error %.2e", max_score);
-
-  g_free (input);
-  g_free (expected);
-  g_free (in_rel);
-  g_free (out_rel);
+  det = load (variant (pc->m, pc->v), yolose_test_kernels_name (pc->k),
+      YOLOSE_TEST_REFERENCE_SIZE);
+  label = g_strdup_printf ("%s %s", model->name, variant_names[pc->v]);
+  yolose_test_check_raw_parity (det, model->name, model->image, label);
+  g_free (label);
   yolose_detector_free (det);
 }
 END_TEST
