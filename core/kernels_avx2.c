@@ -13,6 +13,7 @@
  * that adds the bias, applies SiLU, adds the residual and stores straight
  * into the output slice, so no extra pass over the output is needed. */
 #include "kernels.h"
+#include "kernels_pack.h"
 #include "kernels_pool.h"
 
 #include <immintrin.h>
@@ -122,8 +123,6 @@ static void *
 avx2_conv_pack (const YoloseConvDesc *desc)
 {
   Avx2Packed *p = g_try_new0 (Avx2Packed, 1);
-  size_t panel_floats, bytes;
-  void *mem = NULL;
 
   if (p == NULL)
     return NULL;
@@ -131,25 +130,11 @@ avx2_conv_pack (const YoloseConvDesc *desc)
   p->m = desc->out_channels / desc->groups;
   p->k = desc->in_channels / desc->groups * desc->kernel * desc->kernel;
   p->m_panels = (p->m + MR - 1) / MR;
-  panel_floats = (size_t)p->k * MR;
-  bytes = (size_t)desc->groups * p->m_panels * panel_floats * sizeof (float);
-  if (posix_memalign (&mem, ALIGN_BYTES, MAX (bytes, ALIGN_BYTES)) != 0) {
+  p->a = yolose_pack_weight_panels (desc->weight, desc->groups, p->m, p->k, MR);
+  if (p->a == NULL) {
     g_free (p);
     return NULL;
   }
-  p->a = mem;
-
-  for (int g = 0; g < desc->groups; g++)
-    for (int i = 0; i < p->m_panels; i++) {
-      float *dst = p->a + ((size_t)g * p->m_panels + i) * panel_floats;
-      for (int kk = 0; kk < p->k; kk++)
-        for (int r = 0; r < MR; r++) {
-          int oc = i * MR + r;
-          dst[(size_t)kk * MR + r] = oc < p->m
-              ? desc->weight[((size_t)g * p->m + oc) * p->k + kk]
-              : 0.0f;
-        }
-    }
   return p;
 }
 

@@ -25,6 +25,7 @@
  * (kernels_avx512_wino.c). */
 #include "kernels.h"
 #include "kernels_avx512.h"
+#include "kernels_pack.h"
 #include "kernels_pool.h"
 
 #include <immintrin.h>
@@ -82,15 +83,12 @@ static void *
 avx512_conv_pack (const YoloseConvDesc *desc)
 {
   Packed512 *p = g_try_new0 (Packed512, 1);
-  size_t panel, bytes;
-  void *mem = NULL;
 
   if (p == NULL)
     return NULL;
   describe_layer (p, desc);
-  panel = (size_t)p->k * MR;
-  bytes = (size_t)desc->groups * p->m_panels * panel * sizeof (float);
-  if (posix_memalign (&mem, 64, MAX (bytes, 64)) != 0) {
+  p->a = yolose_pack_weight_panels (desc->weight, desc->groups, p->m, p->k, MR);
+  if (p->a == NULL) {
     g_free (p);
     return NULL;
   }
@@ -99,23 +97,11 @@ avx512_conv_pack (const YoloseConvDesc *desc)
   if (yolose_avx512_wino_applies (desc)) {
     p->wino = yolose_avx512_wino_pack (desc);
     if (p->wino == NULL) {
-      free (mem);
+      free (p->a);
       g_free (p);
       return NULL;
     }
   }
-  p->a = mem;
-  for (int g = 0; g < desc->groups; g++)
-    for (int i = 0; i < p->m_panels; i++) {
-      float *dst = p->a + ((size_t)g * p->m_panels + i) * panel;
-      for (int kk = 0; kk < p->k; kk++)
-        for (int r = 0; r < MR; r++) {
-          int oc = i * MR + r;
-          dst[(size_t)kk * MR + r] = oc < p->m
-              ? desc->weight[((size_t)g * p->m + oc) * p->k + kk]
-              : 0.0f;
-        }
-    }
   return p;
 }
 
