@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels.h"
+#include "parity.h"
 #include "testdata.h"
 #include "yolose.h"
 
@@ -110,15 +110,6 @@ start_counting (void)
   atomic_store (&counting, 1);
 }
 
-static const char *const table_names[] = { "generic", "avx2", "avx512" };
-
-static gboolean
-table_available (int i)
-{
-  return i == 0 || (i == 1 && yolose_kernels_avx2 () != NULL)
-      || (i == 2 && yolose_kernels_avx512 () != NULL);
-}
-
 /* A picture of noise, 500 x 375 (the letterbox pads it), in RGB. */
 static guint8 *
 noise_picture (int width, int height)
@@ -149,7 +140,7 @@ END_TEST
  * once the detector exists (the first frames may start the thread pool). */
 START_TEST (test_frames_allocate_nothing)
 {
-  const char *table = table_names[_i];
+  const char *table = yolose_test_kernels_name (_i);
   char *model = yolose_test_data_path ("models/yolov5n-se-coco.pt");
   int width = 500, height = 375;
   guint8 *rgb = noise_picture (width, height);
@@ -161,8 +152,7 @@ START_TEST (test_frames_allocate_nothing)
   GError *error = NULL;
   long counted;
 
-  if (!table_available (_i)) {
-    printf ("note: this CPU cannot run the %s kernels\n", table);
+  if (!yolose_test_kernels_available (_i)) {
     g_free (model);
     g_free (rgb);
     return;
@@ -204,7 +194,7 @@ allocations_suite (void)
   tcase_set_timeout (tc, 600);
   tcase_add_test (tc, test_counter_counts);
   tcase_add_loop_test (tc, test_frames_allocate_nothing, 0,
-      G_N_ELEMENTS (table_names));
+      YOLOSE_TEST_N_KERNELS);
   suite_add_tcase (s, tc);
   return s;
 }
