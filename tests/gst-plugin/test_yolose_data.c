@@ -419,6 +419,42 @@ buffer_equals (GstBuffer *a, GstBuffer *b)
   return same;
 }
 
+/* Whether the pictures in @a and @b (frames of @info) are the same: every
+ * byte of every row that holds pixels, not the padding at the rows' ends,
+ * which videoconvert leaves uninitialised (valgrind would say so). */
+static gboolean
+pictures_equal (const GstVideoInfo *info, GstBuffer *a, GstBuffer *b)
+{
+  GstVideoFrame fa, fb;
+  gsize row_bytes[GST_VIDEO_MAX_PLANES] = { 0 };
+  guint rows[GST_VIDEO_MAX_PLANES] = { 0 };
+  gboolean same = TRUE;
+
+  fail_unless (gst_video_frame_map (&fa, info, a, GST_MAP_READ));
+  fail_unless (gst_video_frame_map (&fb, info, b, GST_MAP_READ));
+  for (guint c = 0; c < GST_VIDEO_FRAME_N_COMPONENTS (&fa); c++) {
+    guint p = GST_VIDEO_FRAME_COMP_PLANE (&fa, c);
+    gsize last = GST_VIDEO_FRAME_COMP_POFFSET (&fa, c)
+        + (gsize)(GST_VIDEO_FRAME_COMP_WIDTH (&fa, c) - 1)
+            * GST_VIDEO_FRAME_COMP_PSTRIDE (&fa, c);
+
+    row_bytes[p] = MAX (row_bytes[p], last + 1);
+    rows[p] = MAX (rows[p], (guint)GST_VIDEO_FRAME_COMP_HEIGHT (&fa, c));
+  }
+  for (guint p = 0; p < GST_VIDEO_FRAME_N_PLANES (&fa) && same; p++) {
+    for (guint y = 0; y < rows[p] && same; y++) {
+      const guint8 *ra = (const guint8 *)GST_VIDEO_FRAME_PLANE_DATA (&fa, p)
+          + (gsize)y * GST_VIDEO_FRAME_PLANE_STRIDE (&fa, p);
+      const guint8 *rb = (const guint8 *)GST_VIDEO_FRAME_PLANE_DATA (&fb, p)
+          + (gsize)y * GST_VIDEO_FRAME_PLANE_STRIDE (&fb, p);
+      same = memcmp (ra, rb, row_bytes[p]) == 0;
+    }
+  }
+  gst_video_frame_unmap (&fa);
+  gst_video_frame_unmap (&fb);
+  return same;
+}
+
 /* Every format negotiates with identical caps on both sides, the frame
  * passes through, and with overlay=false not a byte of it changes. */
 GST_START_TEST (test_negotiation_every_format)
@@ -591,12 +627,13 @@ GST_START_TEST (test_overlay_on_changes_pixels_off_none)
     fail_unless (
         gst_buffer_get_n_meta (out, GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE)
         > 0);
-    fail_unless (buffer_equals (in, out), "%s: overlay=false drew", formats[f]);
+    fail_unless (pictures_equal (&info, in, out), "%s: overlay=false drew",
+        formats[f]);
     gst_buffer_unref (out);
 
     g_object_set (e, "overlay", TRUE, NULL);
     out = push_copy (h, in, GST_SECOND);
-    fail_if (buffer_equals (in, out), "%s: overlay=true drew nothing",
+    fail_if (pictures_equal (&info, in, out), "%s: overlay=true drew nothing",
         formats[f]);
     gst_buffer_unref (out);
 
