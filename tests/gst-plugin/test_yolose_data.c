@@ -80,6 +80,43 @@ data (const gchar *relative)
   return path;
 }
 
+/* Under a slow checker (valgrind's memcheck; CI sets YOLOSE_TEST_QUICK=1
+ * there) the tests that repeat a path to shake out leaks and races run a
+ * few rounds, and those that only check the frame's way through the
+ * element run the smallest network input: every path is still taken. */
+static gboolean
+quick (void)
+{
+  return g_getenv ("YOLOSE_TEST_QUICK") != NULL;
+}
+
+static guint
+rounds (guint normal, guint fast)
+{
+  return quick () ? fast : normal;
+}
+
+/* The network input of the tests that only need some detections on the
+ * test images: 320, quick 160. */
+static const gchar *
+some_input (void)
+{
+  return quick () ? "input-size=160" : "input-size=320";
+}
+
+/* The compute kernels every detector of the tests runs: $YOLOSE_TEST_KERNELS
+ * (the element's `kernels` values) or "auto".  CI's valgrind step picks
+ * "generic": valgrind 3.19 emulates each lane of an FMA instruction with a
+ * helper call, which makes the AVX2 kernels ~800x slower than native under
+ * it, the portable ones ~60x. */
+static const gchar *
+test_kernels (void)
+{
+  const gchar *kernels = g_getenv ("YOLOSE_TEST_KERNELS");
+
+  return kernels != NULL && *kernels != '\0' ? kernels : "auto";
+}
+
 /* ----- decoding images ----- */
 
 /* Runs @launch (which ends in an appsink named "sink") and returns the
@@ -196,6 +233,7 @@ core_detect (const gchar *model, int input_size, GstBuffer *rgb,
   yolose_config_init (&config);
   config.model_path = path;
   config.input_size = input_size;
+  config.kernels = test_kernels ();
   det = yolose_detector_new (&config, &error);
   fail_unless (det != NULL, "%s", error ? error->message : "");
   fail_unless (gst_video_frame_map (&frame, info, rgb, GST_MAP_READ));
@@ -301,17 +339,30 @@ assert_matched (GArray *from, GArray *in, double min_conf, const gchar *what)
 
 /* ----- running the element ----- */
 
+static GstHarness *yolose_harness (const gchar *model, const gchar *format, ...)
+    G_GNUC_PRINTF (2, 3);
+
+/* A harness around one yolose element with @model and the properties that
+ * @format and the arguments make. */
 static GstHarness *
-yolose_harness (const gchar *model, const gchar *props)
+yolose_harness (const gchar *model, const gchar *format, ...)
 {
   gchar *path = data (model);
+  gchar *props, *launch;
+  va_list args;
+  GstHarness *h;
+
+  va_start (args, format);
+  props = g_strdup_vprintf (format, args);
+  va_end (args);
   /* One thread: on a loaded CI machine two OpenMP threads on two cores
    * can be far slower than one; the core's own tests cover threading. */
-  gchar *launch = g_strdup_printf ("yolose model=\"%s\" threads=1 %s", path,
-      props ? props : "");
-  GstHarness *h = gst_harness_new_parse (launch);
+  launch = g_strdup_printf ("yolose model=\"%s\" threads=1 kernels=%s %s", path,
+      test_kernels (), props);
+  h = gst_harness_new_parse (launch);
 
   g_free (launch);
+  g_free (props);
   g_free (path);
   return h;
 }
@@ -340,7 +391,7 @@ element_detect (const gchar *image, const gchar *format, const gchar *props,
 {
   GstVideoInfo info;
   GstBuffer *in = decode_image (image, format, &info);
-  GstHarness *h = yolose_harness (MODEL, props);
+  GstHarness *h = yolose_harness (MODEL, "%s", props ? props : "");
   GstBuffer *out;
   GArray *dets;
 
@@ -456,11 +507,14 @@ pictures_equal (const GstVideoInfo *info, GstBuffer *a, GstBuffer *b)
 }
 
 /* Every format negotiates with identical caps on both sides, the frame
- * passes through, and with overlay=false not a byte of it changes. */
+ * passes through, and with overlay=false not a byte of it changes (each
+ * format on a new element; quick: one element renegotiating through all,
+ * its model loaded once). */
 GST_START_TEST (test_negotiation_every_format)
 {
+  GstHarness *h = NULL;
+
   for (guint i = 0; i < G_N_ELEMENTS (all_formats); i++) {
-    GstHarness *h = yolose_harness (MODEL, "input-size=160");
     gchar *caps_str = g_strdup_printf ("video/x-raw,format=%s,width=64,"
                                        "height=48,framerate=30/1",
         all_formats[i]);
@@ -469,6 +523,8 @@ GST_START_TEST (test_negotiation_every_format)
     GstBuffer *in, *out;
     GstCaps *out_caps;
 
+    if (h == NULL)
+      h = yolose_harness (MODEL, "input-size=%d", quick () ? 32 : 160);
     gst_video_info_from_caps (&info, caps);
     gst_harness_set_src_caps (h, gst_caps_ref (caps));
     in = pattern_frame (&info);
@@ -483,23 +539,29 @@ GST_START_TEST (test_negotiation_every_format)
     gst_buffer_unref (out);
     gst_buffer_unref (in);
     g_free (caps_str);
-    gst_harness_teardown (h);
+    if (!quick ())
+      g_clear_pointer (&h, gst_harness_teardown);
   }
+  g_clear_pointer (&h, gst_harness_teardown);
 }
 
 GST_END_TEST;
 
 /* Tiny and odd sizes (1x1, 2x2, 7x5, odd widths and heights for the 4:2:0
  * and 4:2:2 formats) run through the detector in every format, changing
- * size mid-stream, without a read out of bounds (ASan) or a changed pixel. */
+ * size mid-stream, without a read out of bounds (ASan) or a changed pixel
+ * (quick: one element for all formats, letterboxing into the smallest
+ * input, 32). */
 GST_START_TEST (test_odd_sizes_every_format)
 {
   static const int sizes[][2] = { { 1, 1 }, { 2, 2 }, { 7, 5 }, { 33, 17 },
     { 3, 1 }, { 1, 9 }, { 65, 3 } };
 
-  for (guint i = 0; i < G_N_ELEMENTS (all_formats); i++) {
-    GstHarness *h = yolose_harness (MODEL, "input-size=160");
+  GstHarness *h = NULL;
 
+  for (guint i = 0; i < G_N_ELEMENTS (all_formats); i++) {
+    if (h == NULL)
+      h = yolose_harness (MODEL, "input-size=%d", quick () ? 32 : 160);
     for (guint s = 0; s < G_N_ELEMENTS (sizes); s++) {
       GstVideoInfo info;
       GstBuffer *in, *out;
@@ -517,8 +579,10 @@ GST_START_TEST (test_odd_sizes_every_format)
       gst_buffer_unref (in);
       gst_buffer_unref (out);
     }
-    gst_harness_teardown (h);
+    if (!quick ())
+      g_clear_pointer (&h, gst_harness_teardown);
   }
+  g_clear_pointer (&h, gst_harness_teardown);
 }
 
 GST_END_TEST;
@@ -618,7 +682,7 @@ GST_START_TEST (test_overlay_on_changes_pixels_off_none)
   for (guint f = 0; f < G_N_ELEMENTS (formats); f++) {
     GstVideoInfo info;
     GstBuffer *in = decode_image (BUS, formats[f], &info);
-    GstHarness *h = yolose_harness (MODEL, "input-size=320");
+    GstHarness *h = yolose_harness (MODEL, "%s", some_input ());
     GstElement *e = harness_yolose (h);
     GstBuffer *out;
 
@@ -646,12 +710,13 @@ GST_START_TEST (test_overlay_on_changes_pixels_off_none)
 GST_END_TEST;
 
 /* Thresholds and max-detections, changed while playing, give exactly what
- * the core gives with the same settings. */
+ * the core gives with the same settings (input 320, quick 160). */
 GST_START_TEST (test_thresholds_change_while_playing)
 {
   GstVideoInfo info;
   GstBuffer *in = decode_image (BUS, "RGB", &info);
-  GstHarness *h = yolose_harness (MODEL, "input-size=320");
+  const int size = quick () ? 160 : 320;
+  GstHarness *h = yolose_harness (MODEL, "input-size=%d", size);
   GstElement *e = harness_yolose (h);
   YoloseNmsParams params;
   GArray *got, *want, *base;
@@ -668,7 +733,7 @@ GST_START_TEST (test_thresholds_change_while_playing)
   gst_buffer_unref (out);
   yolose_nms_params_init (&params);
   params.conf_threshold = 0.6f;
-  want = core_detect (MODEL, 320, in, &info, &params);
+  want = core_detect (MODEL, size, in, &info, &params);
   assert_same_dets (got, want, "conf 0.6");
   fail_unless (got->len < base->len, "conf 0.6 kept %u of %u", got->len,
       base->len);
@@ -685,7 +750,7 @@ GST_START_TEST (test_thresholds_change_while_playing)
   yolose_nms_params_init (&params);
   params.iou_threshold = 0.9f;
   params.max_detections = 3;
-  want = core_detect (MODEL, 320, in, &info, &params);
+  want = core_detect (MODEL, size, in, &info, &params);
   assert_same_dets (got, want, "iou 0.9, max 3");
   fail_unless_equals_int (got->len, 3);
 
@@ -701,12 +766,13 @@ GST_END_TEST;
 
 /* classes keeps only the named classes (by label or id, also changed while
  * playing); a name the model lacks is refused with a warning and the
- * previous filter stays. */
+ * previous filter stays (input 320, quick 160). */
 GST_START_TEST (test_class_filter)
 {
   GstVideoInfo info;
   GstBuffer *in = decode_image (BUS, "RGB", &info);
-  GstHarness *h = yolose_harness (MODEL, "input-size=320 classes=person");
+  const int size = quick () ? 160 : 320;
+  GstHarness *h = yolose_harness (MODEL, "input-size=%d classes=person", size);
   GstElement *e = harness_yolose (h);
   GstBus *bus = watch_bus (h);
   YoloseNmsParams params;
@@ -724,9 +790,9 @@ GST_START_TEST (test_class_filter)
   mask[0] = 1;
   yolose_nms_params_init (&params);
   params.class_mask = mask;
-  want = core_detect (MODEL, 320, in, &info, &params);
+  want = core_detect (MODEL, size, in, &info, &params);
   assert_same_dets (got, want, "classes=person");
-  all = core_detect_default (MODEL, 320, in, &info);
+  all = core_detect_default (MODEL, size, in, &info);
   for (guint i = 0; i < all->len; i++)
     persons += g_array_index (all, Det, i).class_id == 0;
   fail_unless (persons > 0 && persons < all->len);
@@ -768,7 +834,7 @@ GST_START_TEST (test_inference_interval)
   GstVideoInfo info;
   GstBuffer *in = decode_image (ZIDANE, "RGB", &info);
   GstHarness *h = yolose_harness (MODEL,
-      "input-size=320 inference-interval=3 post-messages=true");
+      "%s inference-interval=3 post-messages=true", some_input ());
   GstBus *bus = watch_bus (h);
   GArray *first_dets = NULL;
   const GstClockTime step = GST_SECOND / 30;
@@ -809,7 +875,8 @@ GST_START_TEST (test_bus_message_carries_detections)
 {
   GstVideoInfo info;
   GstBuffer *in = decode_image (BUS, "RGB", &info);
-  GstHarness *h = yolose_harness (MODEL, "input-size=320 post-messages=true");
+  GstHarness *h
+      = yolose_harness (MODEL, "%s post-messages=true", some_input ());
   GstBus *bus = watch_bus (h);
   GstBuffer *out;
   GstMessage *msg;
@@ -885,7 +952,7 @@ GST_END_TEST;
  * is followed, and boxes from before are not carried over. */
 GST_START_TEST (test_caps_change_mid_stream)
 {
-  GstHarness *h = yolose_harness (MODEL, "input-size=320");
+  GstHarness *h = yolose_harness (MODEL, "%s", some_input ());
   const gchar *formats[] = { "RGB", "NV12", "GRAY8", "BGRx" };
   const gchar *images[] = { BUS, ZIDANE, BUS, ZIDANE };
 
@@ -978,7 +1045,7 @@ GST_START_TEST (test_latency_query_adds_processing_time)
 {
   GstVideoInfo info;
   GstBuffer *in = decode_image (BUS, "RGB", &info);
-  GstHarness *h = yolose_harness (MODEL, "input-size=320");
+  GstHarness *h = yolose_harness (MODEL, "%s", some_input ());
   GstClockTime latency;
   gint64 start, elapsed;
   GstBuffer *out;
@@ -1001,6 +1068,18 @@ GST_START_TEST (test_latency_query_adds_processing_time)
 
 GST_END_TEST;
 
+/* A flush through the harness, then a new segment. */
+static void
+flush (GstHarness *h)
+{
+  GstSegment segment;
+
+  fail_unless (gst_harness_push_event (h, gst_event_new_flush_start ()));
+  fail_unless (gst_harness_push_event (h, gst_event_new_flush_stop (TRUE)));
+  gst_segment_init (&segment, GST_FORMAT_TIME);
+  fail_unless (gst_harness_push_event (h, gst_event_new_segment (&segment)));
+}
+
 /* mode=async passes frames on at once; later frames carry the worker's
  * results (equal to sync mode's) with their age; a flush forgets them and
  * the element stops cleanly with the worker busy. */
@@ -1008,11 +1087,10 @@ GST_START_TEST (test_async_mode)
 {
   GstVideoInfo info;
   GstBuffer *in = decode_image (BUS, "RGB", &info);
-  GArray *sync_dets = element_detect (BUS, "RGB", "input-size=320", NULL);
-  GstHarness *h = yolose_harness (MODEL, "input-size=320 mode=async");
+  GArray *sync_dets = element_detect (BUS, "RGB", some_input (), NULL);
+  GstHarness *h = yolose_harness (MODEL, "%s mode=async", some_input ());
   GArray *dets = NULL;
   GstBuffer *out;
-  GstSegment segment;
   guint i;
 
   gst_harness_set_src_caps (h, caps_of (&info));
@@ -1034,10 +1112,7 @@ GST_START_TEST (test_async_mode)
     fail_unless (g_array_index (dets, Det, d).age_ms > 0);
   g_array_free (dets, TRUE);
 
-  fail_unless (gst_harness_push_event (h, gst_event_new_flush_start ()));
-  fail_unless (gst_harness_push_event (h, gst_event_new_flush_stop (TRUE)));
-  gst_segment_init (&segment, GST_FORMAT_TIME);
-  fail_unless (gst_harness_push_event (h, gst_event_new_segment (&segment)));
+  flush (h);
   out = push_copy (h, in, 0);
   dets = dets_from_buffer (out, info.width, info.height);
   fail_unless_equals_int (dets->len, 0);
@@ -1051,8 +1126,9 @@ GST_START_TEST (test_async_mode)
 
 GST_END_TEST;
 
-/* 100 cycles of NULL -> PLAYING -> NULL with frames flowing, in both
- * modes; a leak shows under ASan/valgrind, a crash or hang here. */
+/* 100 cycles (20 in async mode, 3 quick) of NULL -> PLAYING -> NULL with
+ * frames flowing, in both modes; a leak shows under ASan/valgrind, a crash
+ * or hang here. */
 GST_START_TEST (test_state_cycles)
 {
   gchar *model = data (MODEL);
@@ -1060,14 +1136,14 @@ GST_START_TEST (test_state_cycles)
   for (int mode = 0; mode < 2; mode++) {
     gchar *launch = g_strdup_printf (
         "videotestsrc ! video/x-raw,format=I420,"
-        "width=64,height=48 ! yolose model=\"%s\" input-size=160 threads=1 "
-        "mode=%s ! "
-        "fakesink",
-        model, mode ? "async" : "sync");
+        "width=64,height=48 ! yolose model=\"%s\" kernels=%s input-size=160 "
+        "threads=1 mode=%s ! fakesink",
+        model, test_kernels (), mode ? "async" : "sync");
     GstElement *pipeline = gst_parse_launch (launch, NULL);
+    guint cycles = mode ? rounds (20, 3) : rounds (100, 3);
 
     fail_unless (pipeline != NULL);
-    for (int i = 0; i < (mode ? 20 : 100); i++) {
+    for (guint i = 0; i < cycles; i++) {
       fail_unless (gst_element_set_state (pipeline, GST_STATE_PLAYING)
           != GST_STATE_CHANGE_FAILURE);
       fail_unless (gst_element_get_state (pipeline, NULL, NULL, 60 * GST_SECOND)
@@ -1137,9 +1213,9 @@ run_live (const gchar *props, guint min_results, int min_seconds, LiveRun *run)
   gchar *launch = g_strdup_printf (
       "videotestsrc is-live=true ! "
       "video/x-raw,format=YUY2,width=640,height=480,framerate=30/1 ! "
-      "yolose model=\"%s\" input-size=320 post-messages=true %s ! "
+      "yolose model=\"%s\" kernels=%s input-size=320 post-messages=true %s ! "
       "fakesink name=sink sync=true qos=true",
-      model, props);
+      model, test_kernels (), props);
   GstElement *pipeline = gst_parse_launch (launch, NULL);
   GstElement *sink = gst_bin_get_by_name (GST_BIN (pipeline), "sink");
   GstPad *pad = gst_element_get_static_pad (sink, "sink");
@@ -1288,9 +1364,9 @@ GST_START_TEST (test_4k_frames)
     gchar *launch = g_strdup_printf (
         "videotestsrc num-buffers=2 "
         "pattern=ball ! video/x-raw,format=%s,width=3840,height=2160 ! "
-        "yolose model=\"%s\" input-size=160 threads=1 overlay=true ! "
-        "appsink name=sink",
-        formats[f], model);
+        "yolose model=\"%s\" kernels=%s input-size=%d threads=1 "
+        "overlay=true ! appsink name=sink",
+        formats[f], model, test_kernels (), quick () ? 32 : 160);
     GstVideoInfo info;
     GstBuffer *out = pull_one_buffer (launch, &info);
     GArray *dets = dets_from_buffer (out, info.width, info.height);
@@ -1329,8 +1405,9 @@ meddle (gpointer data)
   return NULL;
 }
 
-/* Properties and models changed from another thread while frames flow,
- * in both modes: no crash, no race (ASan/TSan-clean), frames keep coming. */
+/* Properties and models changed from another thread while frames flow
+ * (30 frames, 8 quick), in both modes: no crash, no race (ASan/TSan-clean),
+ * frames keep coming. */
 GST_START_TEST (test_properties_from_another_thread)
 {
   GstVideoInfo info;
@@ -1343,7 +1420,7 @@ GST_START_TEST (test_properties_from_another_thread)
     GThread *thread = g_thread_new ("meddler", meddle, &m);
 
     gst_harness_set_src_caps (h, caps_of (&info));
-    for (guint i = 0; i < 30; i++) {
+    for (guint i = 0; i < rounds (30, 8); i++) {
       GstBuffer *out = push_copy (h, in, i * GST_SECOND / 30);
       fail_unless (out != NULL);
       gst_buffer_unref (out);
@@ -1383,7 +1460,7 @@ GST_START_TEST (test_labels_file)
   close (fd);
   fail_unless (g_file_set_contents (bad, "one\ntwo\nthree\n", -1, NULL));
 
-  props = g_strdup_printf ("input-size=320 labels-file=\"%s\"", good);
+  props = g_strdup_printf ("%s labels-file=\"%s\"", some_input (), good);
   dets = element_detect (BUS, "RGB", props, &info);
   fail_unless (dets->len > 0);
   for (guint i = 0; i < dets->len; i++) {
@@ -1429,7 +1506,7 @@ GST_START_TEST (test_threads_change_while_playing)
 {
   GstVideoInfo info;
   GstBuffer *in = decode_image (BUS, "RGB", &info);
-  GstHarness *h = yolose_harness (MODEL, "input-size=320 threads=2");
+  GstHarness *h = yolose_harness (MODEL, "%s threads=2", some_input ());
   GstElement *e = harness_yolose (h);
   const gint threads[] = { 2, 1, 2, 0, 1 };
   GArray *first = NULL;
@@ -1533,6 +1610,7 @@ GST_START_TEST (test_yuv_layouts_and_colorimetry_exact)
   config.model_path = path;
   config.input_size = 320;
   config.threads = 1;
+  config.kernels = test_kernels ();
   det = yolose_detector_new (&config, NULL);
   fail_unless (det != NULL);
   yolose_nms_params_init (&params);
@@ -1588,37 +1666,45 @@ GST_START_TEST (test_yuv_layouts_and_colorimetry_exact)
 
 GST_END_TEST;
 
+/* Two cases, so that a slow checker can take one: "lifecycle" feeds the
+ * element every kind of input, property and state change (CI runs it
+ * under valgrind memcheck too, with CK_RUN_CASE=lifecycle), "accuracy"
+ * compares its detections with the core detector's on every layout and
+ * measures real-time behaviour (timings mean nothing under memcheck). */
 static Suite *
 yolose_data_suite (void)
 {
   Suite *s = suite_create ("yolose_data");
-  TCase *tc = tcase_create ("data");
+  TCase *life = tcase_create ("lifecycle");
+  TCase *accuracy = tcase_create ("accuracy");
 
-  suite_add_tcase (s, tc);
-  tcase_add_test (tc, test_negotiation_every_format);
-  tcase_add_test (tc, test_odd_sizes_every_format);
-  tcase_add_test (tc, test_rgb_family_equals_core);
-  tcase_add_test (tc, test_default_size_equals_core);
-  tcase_add_test (tc, test_yuv_formats_match_core);
-  tcase_add_test (tc, test_yuv_layouts_and_colorimetry_exact);
-  tcase_add_test (tc, test_overlay_on_changes_pixels_off_none);
-  tcase_add_test (tc, test_thresholds_change_while_playing);
-  tcase_add_test (tc, test_class_filter);
-  tcase_add_test (tc, test_inference_interval);
-  tcase_add_test (tc, test_bus_message_carries_detections);
-  tcase_add_test (tc, test_short_buffer_is_an_error);
-  tcase_add_test (tc, test_caps_change_mid_stream);
-  tcase_add_test (tc, test_model_swap_while_playing);
-  tcase_add_test (tc, test_latency_query_adds_processing_time);
-  tcase_add_test (tc, test_async_mode);
-  tcase_add_test (tc, test_4k_frames);
-  tcase_add_test (tc, test_labels_file);
-  tcase_add_test (tc, test_threads_change_while_playing);
-  tcase_add_test (tc, test_properties_from_another_thread);
-  tcase_add_test (tc, test_state_cycles);
-  tcase_add_test (tc, test_live_sync_mode_stays_real_time);
-  tcase_add_test (tc, test_live_async_mode_passes_every_frame);
-  tcase_add_test (tc, test_read_detections_example);
+  suite_add_tcase (s, life);
+  tcase_add_test (life, test_negotiation_every_format);
+  tcase_add_test (life, test_odd_sizes_every_format);
+  tcase_add_test (life, test_caps_change_mid_stream);
+  tcase_add_test (life, test_4k_frames);
+  tcase_add_test (life, test_short_buffer_is_an_error);
+  tcase_add_test (life, test_overlay_on_changes_pixels_off_none);
+  tcase_add_test (life, test_thresholds_change_while_playing);
+  tcase_add_test (life, test_class_filter);
+  tcase_add_test (life, test_inference_interval);
+  tcase_add_test (life, test_bus_message_carries_detections);
+  tcase_add_test (life, test_model_swap_while_playing);
+  tcase_add_test (life, test_labels_file);
+  tcase_add_test (life, test_threads_change_while_playing);
+  tcase_add_test (life, test_latency_query_adds_processing_time);
+  tcase_add_test (life, test_async_mode);
+  tcase_add_test (life, test_properties_from_another_thread);
+  tcase_add_test (life, test_state_cycles);
+
+  suite_add_tcase (s, accuracy);
+  tcase_add_test (accuracy, test_rgb_family_equals_core);
+  tcase_add_test (accuracy, test_default_size_equals_core);
+  tcase_add_test (accuracy, test_yuv_formats_match_core);
+  tcase_add_test (accuracy, test_yuv_layouts_and_colorimetry_exact);
+  tcase_add_test (accuracy, test_live_sync_mode_stays_real_time);
+  tcase_add_test (accuracy, test_live_async_mode_passes_every_frame);
+  tcase_add_test (accuracy, test_read_detections_example);
   return s;
 }
 
