@@ -28,7 +28,11 @@
  * picture; with `post-messages=true` an element message named `yolose`
  * (fields `timestamp`, `stream-time`, `running-time` and `detections`, an
  * array of `detection` structures as above) is posted for every frame
- * detection ran on.
+ * detection ran on.  A frame without detections posts an empty array, of
+ * the same type; GStreamer's text form (`gst-launch-1.0 -m`,
+ * gst_structure_to_string()) names an array's type after its first element,
+ * so it prints that one as `detections=(int)< >`, which parses back to an
+ * empty array all the same.
  *
  * `mode=sync` (the default) detects on a frame before passing it on; late
  * frames are dropped before detection (QoS) and the processing time is

@@ -918,6 +918,94 @@ GST_START_TEST (test_bus_message_carries_detections)
 
 GST_END_TEST;
 
+/* Pushes @in and returns the `detections` field of the `yolose` message it
+ * caused (a copy), and how many ROI metas the frame carried. */
+static void
+push_and_take_detections_field (GstHarness *h, GstBus *bus, GstBuffer *in,
+    GstClockTime pts, GValue *field, guint *n_metas)
+{
+  GstBuffer *out = push_copy (h, in, pts);
+  GstMessage *msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ELEMENT);
+  const GValue *value;
+
+  fail_unless (out != NULL);
+  fail_unless (msg != NULL && gst_message_has_name (msg, "yolose"));
+  value
+      = gst_structure_get_value (gst_message_get_structure (msg), "detections");
+  fail_unless (value != NULL, "no detections field");
+  g_value_init (field, G_VALUE_TYPE (value));
+  g_value_copy (value, field);
+  *n_metas
+      = gst_buffer_get_n_meta (out, GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE);
+  gst_message_unref (msg);
+  gst_buffer_unref (out);
+}
+
+/* A frame without detections posts an empty `detections` array of the
+ * very type a frame with detections posts, and the message's text form
+ * (where GStreamer prints any empty array as `(int)< >`) parses back to
+ * an empty array of that type. */
+GST_START_TEST (test_bus_message_without_detections)
+{
+  GstVideoInfo gray_info, bus_info;
+  GstBuffer *gray, *bus_jpg = decode_image (BUS, "RGB", &bus_info);
+  GstHarness *h
+      = yolose_harness (MODEL, "%s post-messages=true", some_input ());
+  GstElement *e = harness_yolose (h);
+  GstBus *bus = watch_bus (h);
+  GValue empty = G_VALUE_INIT, full = G_VALUE_INIT;
+  GstStructure *s, *parsed;
+  const GValue *reparsed;
+  gchar *text;
+  guint n_metas;
+
+  /* A flat mid-gray frame holds no object at 0.95 confidence. */
+  gst_video_info_set_format (&gray_info, GST_VIDEO_FORMAT_RGB, 64, 48);
+  gray = gst_buffer_new_allocate (NULL, gray_info.size, NULL);
+  gst_buffer_memset (gray, 0, 0x80, gray_info.size);
+  g_object_set (e, "conf-threshold", 0.95f, NULL);
+  gst_harness_set_src_caps (h, caps_of (&gray_info));
+  push_and_take_detections_field (h, bus, gray, 0, &empty, &n_metas);
+  fail_unless_equals_int (n_metas, 0);
+
+  g_object_set (e, "conf-threshold", 0.25f, NULL);
+  gst_harness_set_src_caps (h, caps_of (&bus_info));
+  push_and_take_detections_field (h, bus, bus_jpg, GST_SECOND, &full, &n_metas);
+  fail_unless (n_metas > 0);
+
+  fail_unless (GST_VALUE_HOLDS_ARRAY (&empty), "empty frame: %s",
+      G_VALUE_TYPE_NAME (&empty));
+  fail_unless_equals_int (G_VALUE_TYPE (&empty), G_VALUE_TYPE (&full));
+  fail_unless_equals_int (gst_value_array_get_size (&empty), 0);
+  fail_unless_equals_int (gst_value_array_get_size (&full), n_metas);
+  fail_unless (
+      GST_VALUE_HOLDS_STRUCTURE (gst_value_array_get_value (&full, 0)));
+
+  s = gst_structure_new_empty ("yolose");
+  gst_structure_set_value (s, "detections", &empty);
+  text = gst_structure_to_string (s);
+  parsed = gst_structure_from_string (text, NULL);
+  fail_unless (parsed != NULL, "cannot parse back %s", text);
+  reparsed = gst_structure_get_value (parsed, "detections");
+  fail_unless (reparsed != NULL && GST_VALUE_HOLDS_ARRAY (reparsed), "%s",
+      text);
+  fail_unless_equals_int (gst_value_array_get_size (reparsed), 0);
+
+  gst_structure_free (parsed);
+  gst_structure_free (s);
+  g_free (text);
+  g_value_unset (&empty);
+  g_value_unset (&full);
+  gst_element_set_bus (h->element, NULL);
+  gst_object_unref (bus);
+  gst_object_unref (e);
+  gst_buffer_unref (gray);
+  gst_buffer_unref (bus_jpg);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
 /* A buffer smaller than its caps say is refused with an error, never read
  * past (ASan would tell). */
 GST_START_TEST (test_short_buffer_is_an_error)
@@ -1039,6 +1127,80 @@ GST_START_TEST (test_model_swap_while_playing)
 
 GST_END_TEST;
 
+/* Removing the model while playing is refused with a warning, and the
+ * model in use goes on detecting. */
+GST_START_TEST (test_model_removal_while_playing_refused)
+{
+  GstVideoInfo info;
+  GstBuffer *in = decode_image (BUS, "RGB", &info);
+  GstHarness *h = yolose_harness (MODEL, "%s", some_input ());
+  GstElement *e = harness_yolose (h);
+  GstBus *bus = watch_bus (h);
+  GArray *before, *after;
+  GstBuffer *out;
+  gchar *model_now;
+
+  gst_harness_set_src_caps (h, caps_of (&info));
+  out = push_copy (h, in, 0);
+  before = dets_from_buffer (out, info.width, info.height);
+  gst_buffer_unref (out);
+  fail_unless (before->len > 0);
+
+  g_object_set (e, "model", "", NULL);
+  fail_unless (pop_warning (bus), "no warning for an empty model");
+  g_object_set (e, "model", NULL, NULL);
+  fail_unless (pop_warning (bus), "no warning for a NULL model");
+  g_object_get (e, "model", &model_now, NULL);
+  fail_unless (model_now != NULL && strstr (model_now, MODEL) != NULL);
+  g_free (model_now);
+
+  out = push_copy (h, in, GST_SECOND);
+  after = dets_from_buffer (out, info.width, info.height);
+  gst_buffer_unref (out);
+  assert_same_dets (after, before, "after a refused removal");
+
+  g_array_free (before, TRUE);
+  g_array_free (after, TRUE);
+  gst_element_set_bus (h->element, NULL);
+  gst_object_unref (bus);
+  gst_object_unref (e);
+  gst_buffer_unref (in);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
+/* `classes` naming something the model lacks, set before the start, fails
+ * the start with an error that names the entry. */
+GST_START_TEST (test_invalid_classes_fail_the_start)
+{
+  GstElement *e = gst_element_factory_make ("yolose", NULL);
+  GstBus *bus = gst_bus_new ();
+  gchar *model = data (MODEL);
+  GstMessage *msg;
+  GError *error = NULL;
+
+  gst_element_set_bus (e, bus);
+  g_object_set (e, "model", model, "input-size", 160, "classes",
+      "person,dragon", NULL);
+  fail_unless_equals_int (gst_element_set_state (e, GST_STATE_PAUSED),
+      GST_STATE_CHANGE_FAILURE);
+  msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
+  fail_unless (msg != NULL, "no error message");
+  gst_message_parse_error (msg, &error, NULL);
+  fail_unless (strstr (error->message, "dragon") != NULL, "%s", error->message);
+  g_error_free (error);
+  gst_message_unref (msg);
+  fail_unless_equals_int (gst_element_set_state (e, GST_STATE_NULL),
+      GST_STATE_CHANGE_SUCCESS);
+  gst_element_set_bus (e, NULL);
+  gst_object_unref (bus);
+  gst_object_unref (e);
+  g_free (model);
+}
+
+GST_END_TEST;
+
 /* The latency query answers upstream's latency plus the measured time a
  * frame spends in the element. */
 GST_START_TEST (test_latency_query_adds_processing_time)
@@ -1126,6 +1288,46 @@ GST_START_TEST (test_async_mode)
 
 GST_END_TEST;
 
+/* In sync mode a flush forgets the results and restarts the interval: the
+ * first frame after it is detected afresh (age 0, a new message), not
+ * skipped and not given the results from before the flush. */
+GST_START_TEST (test_flush_sync_mode)
+{
+  GstVideoInfo info;
+  GstBuffer *in = decode_image (ZIDANE, "NV12", &info);
+  GstHarness *h = yolose_harness (MODEL,
+      "%s inference-interval=3 post-messages=true", some_input ());
+  GstBus *bus = watch_bus (h);
+  GstBuffer *out;
+  GArray *dets;
+
+  gst_harness_set_src_caps (h, caps_of (&info));
+  for (guint i = 0; i < 2; i++) {
+    out = push_copy (h, in, i * GST_SECOND);
+    gst_buffer_unref (out);
+  }
+  fail_unless_equals_int (count_messages (bus, "yolose"), 1);
+
+  flush (h);
+  out = push_copy (h, in, 10 * GST_SECOND);
+  dets = dets_from_buffer (out, info.width, info.height);
+  fail_unless (dets->len > 0, "the frame after the flush was not detected");
+  for (guint d = 0; d < dets->len; d++)
+    fail_unless (g_array_index (dets, Det, d).age_ms == 0,
+        "results from before the flush: age %f",
+        g_array_index (dets, Det, d).age_ms);
+  fail_unless_equals_int (count_messages (bus, "yolose"), 1);
+
+  g_array_free (dets, TRUE);
+  gst_buffer_unref (out);
+  gst_element_set_bus (h->element, NULL);
+  gst_object_unref (bus);
+  gst_buffer_unref (in);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
 /* 100 cycles (20 in async mode, 3 quick) of NULL -> PLAYING -> NULL with
  * frames flowing, in both modes; a leak shows under ASan/valgrind, a crash
  * or hang here. */
@@ -1155,6 +1357,220 @@ GST_START_TEST (test_state_cycles)
     g_free (launch);
   }
   g_free (model);
+}
+
+GST_END_TEST;
+
+/* The yolose messages @pipeline posts until an error or EOS (whichever
+ * comes, returned with a reference) or a few minutes pass. */
+static GstMessage *
+run_until_error_or_eos (GstElement *pipeline, guint *results)
+{
+  GstBus *bus = gst_element_get_bus (pipeline);
+  gint64 deadline = g_get_monotonic_time () + 300 * G_USEC_PER_SEC;
+  GstMessage *end = NULL;
+
+  *results = 0;
+  fail_unless (gst_element_set_state (pipeline, GST_STATE_PLAYING)
+      != GST_STATE_CHANGE_FAILURE);
+  while (end == NULL && g_get_monotonic_time () < deadline) {
+    GstMessage *msg = gst_bus_timed_pop (bus, 100 * GST_MSECOND);
+
+    if (msg == NULL)
+      continue;
+    if (gst_message_has_name (msg, "yolose"))
+      (*results)++;
+    if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ERROR
+        || GST_MESSAGE_TYPE (msg) == GST_MESSAGE_EOS)
+      end = gst_message_ref (msg);
+    gst_message_unref (msg);
+  }
+  gst_object_unref (bus);
+  fail_unless (end != NULL, "neither an error nor EOS");
+  return end;
+}
+
+/* An upstream element failing mid-stream (identity error-after=3) ends the
+ * pipeline with that element's error, not one of ours, in both modes; the
+ * element had detected on the frames before and goes to NULL cleanly
+ * (with the worker perhaps still detecting). */
+GST_START_TEST (test_upstream_error_mid_stream)
+{
+  gchar *model = data (MODEL);
+
+  for (int mode = 0; mode < 2; mode++) {
+    gchar *launch = g_strdup_printf (
+        "videotestsrc pattern=ball ! video/x-raw,format=NV12,width=160,"
+        "height=120 ! identity name=broken error-after=3 ! yolose "
+        "model=\"%s\" kernels=%s input-size=160 threads=1 "
+        "post-messages=true mode=%s ! fakesink",
+        model, test_kernels (), mode ? "async" : "sync");
+    GstElement *pipeline = gst_parse_launch (launch, NULL);
+    GstMessage *end;
+    guint results;
+
+    fail_unless (pipeline != NULL);
+    end = run_until_error_or_eos (pipeline, &results);
+    fail_unless_equals_int (GST_MESSAGE_TYPE (end), GST_MESSAGE_ERROR);
+    fail_unless_equals_string (GST_OBJECT_NAME (GST_MESSAGE_SRC (end)),
+        "broken");
+    /* Sync mode detects on both frames identity passed before failing. */
+    if (mode == 0)
+      fail_unless_equals_int (results, 2);
+    gst_message_unref (end);
+    fail_unless_equals_int (gst_element_set_state (pipeline, GST_STATE_NULL),
+        GST_STATE_CHANGE_SUCCESS);
+    gst_object_unref (pipeline);
+    g_free (launch);
+  }
+  g_free (model);
+}
+
+GST_END_TEST;
+
+/* EOS right behind the last frames, while the worker still detects on
+ * them in async mode (and right after the last detection in sync mode),
+ * reaches the sink; the element then stops cleanly. */
+GST_START_TEST (test_eos_while_detecting)
+{
+  gchar *model = data (MODEL);
+
+  for (int mode = 0; mode < 2; mode++) {
+    gchar *launch = g_strdup_printf (
+        "videotestsrc num-buffers=4 pattern=ball ! video/x-raw,format=I420,"
+        "width=320,height=240 ! yolose model=\"%s\" kernels=%s %s "
+        "threads=1 post-messages=true mode=%s ! fakesink",
+        model, test_kernels (), some_input (), mode ? "async" : "sync");
+    GstElement *pipeline = gst_parse_launch (launch, NULL);
+    GstMessage *end;
+    guint results;
+
+    fail_unless (pipeline != NULL);
+    end = run_until_error_or_eos (pipeline, &results);
+    fail_unless_equals_int (GST_MESSAGE_TYPE (end), GST_MESSAGE_EOS);
+    if (mode == 0)
+      fail_unless_equals_int (results, 4);
+    gst_message_unref (end);
+    fail_unless_equals_int (gst_element_set_state (pipeline, GST_STATE_NULL),
+        GST_STATE_CHANGE_SUCCESS);
+    gst_object_unref (pipeline);
+    g_free (launch);
+  }
+  g_free (model);
+}
+
+GST_END_TEST;
+
+typedef struct {
+  GstElement *pipeline;
+  guint cycles;
+  gchar *failure; /* the first state change that failed */
+  gint done;
+} StateChanger;
+
+/* Walks the pipeline through every state, out of order, @cycles times
+ * (libcheck's asserts belong to the test's thread: failures are noted). */
+static gpointer
+change_states (gpointer data)
+{
+  StateChanger *c = data;
+  static const GstState walk[] = { GST_STATE_PLAYING, GST_STATE_PAUSED,
+    GST_STATE_READY, GST_STATE_PLAYING, GST_STATE_NULL, GST_STATE_PAUSED,
+    GST_STATE_PLAYING, GST_STATE_NULL };
+
+  for (guint i = 0; i < c->cycles && c->failure == NULL; i++) {
+    for (guint s = 0; s < G_N_ELEMENTS (walk) && c->failure == NULL; s++) {
+      if (gst_element_set_state (c->pipeline, walk[s])
+              == GST_STATE_CHANGE_FAILURE
+          || gst_element_get_state (c->pipeline, NULL, NULL, 120 * GST_SECOND)
+              != GST_STATE_CHANGE_SUCCESS)
+        c->failure = g_strdup_printf ("cycle %u: to %s failed", i,
+            gst_element_state_get_name (walk[s]));
+    }
+  }
+  g_atomic_int_set (&c->done, 1);
+  return NULL;
+}
+
+/* Counts the errors as they are posted: the bus drops what is still
+ * queued when the pipeline reaches NULL. */
+static GstBusSyncReply
+count_errors (GstBus *bus, GstMessage *msg, gpointer user_data)
+{
+  (void)bus;
+  if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ERROR)
+    g_atomic_int_inc ((gint *)user_data);
+  return GST_BUS_PASS;
+}
+
+/* Waits for a `yolose` message: detection ran. */
+static gboolean
+wait_for_detection (GstBus *bus)
+{
+  gint64 deadline = g_get_monotonic_time () + 300 * G_USEC_PER_SEC;
+
+  while (g_get_monotonic_time () < deadline) {
+    GstMessage *msg
+        = gst_bus_timed_pop_filtered (bus, GST_SECOND, GST_MESSAGE_ELEMENT);
+    gboolean found = msg != NULL && gst_message_has_name (msg, "yolose");
+
+    if (msg != NULL)
+      gst_message_unref (msg);
+    if (found)
+      return TRUE;
+  }
+  return FALSE;
+}
+
+/* One thread walks the pipeline through its states while the test's
+ * thread swaps the model and changes classes, overlay and mode, with
+ * frames flowing, in both modes: no error, crash, leak or deadlock, and
+ * the element still detects at the end. */
+GST_START_TEST (test_state_changes_from_another_thread)
+{
+  gchar *models[] = { data (MODEL), data (MODEL_SE) };
+
+  for (int mode = 0; mode < 2; mode++) {
+    gchar *launch = g_strdup_printf (
+        "videotestsrc pattern=ball ! video/x-raw,format=YUY2,width=96,"
+        "height=64 ! yolose name=y model=\"%s\" kernels=%s input-size=160 "
+        "threads=1 post-messages=true mode=%s ! fakesink",
+        models[0], test_kernels (), mode ? "async" : "sync");
+    GstElement *pipeline = gst_parse_launch (launch, NULL);
+    GstElement *e = gst_bin_get_by_name (GST_BIN (pipeline), "y");
+    GstBus *bus = gst_element_get_bus (pipeline);
+    StateChanger changer = { pipeline, rounds (8, 1), NULL, 0 };
+    gint errors = 0;
+    GThread *thread;
+
+    gst_bus_set_sync_handler (bus, count_errors, &errors, NULL);
+    thread = g_thread_new ("state-changer", change_states, &changer);
+    for (guint i = 0; !g_atomic_int_get (&changer.done); i++) {
+      g_object_set (e, "classes", (i % 2) ? "person" : "", "overlay",
+          (gboolean)(i % 2), NULL);
+      if (i % 3 == 0)
+        g_object_set (e, "model", models[(i / 3) % 2], NULL);
+      if (i % 5 == 0)
+        g_object_set (e, "mode", (i / 5 + mode) % 2, NULL);
+      g_usleep (5000);
+    }
+    g_thread_join (thread);
+    fail_unless (changer.failure == NULL, "%s", changer.failure);
+    fail_unless_equals_int (g_atomic_int_get (&errors), 0);
+
+    fail_unless (gst_element_set_state (pipeline, GST_STATE_PLAYING)
+        != GST_STATE_CHANGE_FAILURE);
+    fail_unless (wait_for_detection (bus), "no detection after the changes");
+    fail_unless_equals_int (gst_element_set_state (pipeline, GST_STATE_NULL),
+        GST_STATE_CHANGE_SUCCESS);
+    gst_bus_set_sync_handler (bus, NULL, NULL, NULL);
+    gst_object_unref (bus);
+    gst_object_unref (e);
+    gst_object_unref (pipeline);
+    g_free (launch);
+  }
+  g_free (models[0]);
+  g_free (models[1]);
 }
 
 GST_END_TEST;
@@ -1689,13 +2105,20 @@ yolose_data_suite (void)
   tcase_add_test (life, test_class_filter);
   tcase_add_test (life, test_inference_interval);
   tcase_add_test (life, test_bus_message_carries_detections);
+  tcase_add_test (life, test_bus_message_without_detections);
   tcase_add_test (life, test_model_swap_while_playing);
+  tcase_add_test (life, test_model_removal_while_playing_refused);
+  tcase_add_test (life, test_invalid_classes_fail_the_start);
   tcase_add_test (life, test_labels_file);
   tcase_add_test (life, test_threads_change_while_playing);
   tcase_add_test (life, test_latency_query_adds_processing_time);
   tcase_add_test (life, test_async_mode);
+  tcase_add_test (life, test_flush_sync_mode);
+  tcase_add_test (life, test_upstream_error_mid_stream);
+  tcase_add_test (life, test_eos_while_detecting);
   tcase_add_test (life, test_properties_from_another_thread);
   tcase_add_test (life, test_state_cycles);
+  tcase_add_test (life, test_state_changes_from_another_thread);
 
   suite_add_tcase (s, accuracy);
   tcase_add_test (accuracy, test_rgb_family_equals_core);
