@@ -267,6 +267,14 @@ yolose_detector_get_layer_ms (const YoloseDetector *det, int i)
   return det->graph->layer_ms[i];
 }
 
+double
+yolose_detector_get_layer_gflops (const YoloseDetector *det, int i)
+{
+  if (i < 0 || (guint)i >= det->info.layers->len)
+    return 0.0;
+  return g_array_index (det->info.layers, YoloseLayerInfo, i).gflops;
+}
+
 void
 yolose_detector_reset_profile (YoloseDetector *det)
 {

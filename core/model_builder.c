@@ -28,6 +28,7 @@ typedef struct {
   const char *module_name;
   gint64 params; /* of the current row */
   double flops;
+  double row_flops_start; /* flops before the current row */
   double width, depth;
   int nc, na;
   int no; /* parse_model's na * (nc + 5) */
@@ -964,6 +965,7 @@ record_layer (Builder *b, const YolosePyValue *row, const char *module, int n)
   li->from = value_repr (yolose_py_item (row, 0));
   li->repeats = n;
   li->params = b->params;
+  li->gflops = (b->flops - b->row_flops_start) / 1e9;
   li->args = value_repr (yolose_py_item (row, 3));
   b->info->params += b->params;
 }
@@ -1027,6 +1029,7 @@ build_rows (Builder *b, const YolosePyValue *layers, const YolosePyValue *rows)
 
     b->layer = (int)i;
     b->params = 0;
+    b->row_flops_start = b->flops;
     b->module_name = NULL;
     type = yolose_py_get_string (yolose_py_item (row, 2));
     args = yolose_py_item (row, 3);

@@ -20,7 +20,8 @@ typedef struct {
   char *from;   /* "-1", "[-1, 6]" */
   int repeats;  /* n after depth_multiple */
   gint64 params;
-  char *args; /* the module's arguments after parse */
+  double gflops; /* at the built input size */
+  char *args;    /* the module's arguments after parse */
 } YoloseLayerInfo;
 
 typedef struct {

@@ -85,6 +85,8 @@ int yolose_detector_get_num_layers (const YoloseDetector *det);
 /* Name ("C3", "SElayer", ...) and accumulated milliseconds of layer @i. */
 const char *yolose_detector_get_layer_type (const YoloseDetector *det, int i);
 double yolose_detector_get_layer_ms (const YoloseDetector *det, int i);
+/* Floating-point work of layer @i at the built input size. */
+double yolose_detector_get_layer_gflops (const YoloseDetector *det, int i);
 void yolose_detector_reset_profile (YoloseDetector *det);
 
 G_END_DECLS

@@ -136,22 +136,46 @@ peak_rss_mb (void)
   return usage.ru_maxrss / 1024.0; /* kilobytes on Linux */
 }
 
+/* Per layer: the mean over the timed runs, the fastest run (what the
+ * layer costs when nothing else on the machine interferes: noise only
+ * ever adds time), its work and the rate of that fastest run. */
 static void
-print_layers (YoloseDetector *det, int iterations)
+print_layers (YoloseDetector *det, const double *sum_ms, const double *min_ms,
+    int iterations)
 {
   int n = yolose_detector_get_num_layers (det);
-  double total = 0.0;
+  double total = 0.0, total_min = 0.0;
 
-  for (int i = 0; i < n; i++)
-    total += yolose_detector_get_layer_ms (det, i);
-  printf ("%5s  %-14s %10s %7s\n", "layer", "type", "ms", "share");
+  for (int i = 0; i < n; i++) {
+    total += sum_ms[i];
+    total_min += min_ms[i];
+  }
+  printf ("%5s  %-14s %10s %10s %8s %9s %7s\n", "layer", "type", "mean ms",
+      "min ms", "GFLOP", "GFLOP/s", "share");
+  for (int i = 0; i < n; i++) {
+    double gflop = yolose_detector_get_layer_gflops (det, i);
+    printf ("%5d  %-14s %10.3f %10.3f %8.3f %9.1f %6.1f%%\n", i,
+        yolose_detector_get_layer_type (det, i), sum_ms[i] / iterations,
+        min_ms[i], gflop, min_ms[i] > 0.0 ? gflop / min_ms[i] * 1e3 : 0.0,
+        total > 0.0 ? 100.0 * sum_ms[i] / total : 0.0);
+  }
+  printf ("%5s  %-14s %10.3f %10.3f %8.3f\n", "", "total", total / iterations,
+      total_min, yolose_detector_get_gflops (det));
+}
+
+/* Adds this run's per-layer times to @sum_ms and keeps the least in
+ * @min_ms. */
+static void
+collect_layers (YoloseDetector *det, double *sum_ms, double *min_ms, int run)
+{
+  int n = yolose_detector_get_num_layers (det);
+
   for (int i = 0; i < n; i++) {
     double ms = yolose_detector_get_layer_ms (det, i);
-    printf ("%5d  %-14s %10.3f %6.1f%%\n", i,
-        yolose_detector_get_layer_type (det, i), ms / iterations,
-        total > 0.0 ? 100.0 * ms / total : 0.0);
+    sum_ms[i] += ms;
+    min_ms[i] = run == 0 ? ms : MIN (min_ms[i], ms);
   }
-  printf ("%5s  %-14s %10.3f\n", "", "total", total / iterations);
+  yolose_detector_reset_profile (det);
 }
 
 static void
@@ -191,9 +215,9 @@ run (const BenchOptions *opt, GError **error)
 {
   YoloseConfig config;
   YoloseDetector *det;
-  double *times;
+  double *times, *layer_sum, *layer_min;
   float *input;
-  int size;
+  int size, n_layers;
 
   yolose_config_init (&config);
   config.model_path = opt->model;
@@ -222,14 +246,21 @@ run (const BenchOptions *opt, GError **error)
   yolose_detector_reset_profile (det);
 
   times = g_new (double, opt->iterations);
+  n_layers = yolose_detector_get_num_layers (det);
+  layer_sum = g_new0 (double, n_layers);
+  layer_min = g_new0 (double, n_layers);
   for (int i = 0; i < opt->iterations; i++) {
     gint64 start = g_get_monotonic_time ();
     yolose_detector_forward (det);
     times[i] = (g_get_monotonic_time () - start) / 1000.0;
+    if (opt->per_layer)
+      collect_layers (det, layer_sum, layer_min, i);
   }
 
   if (opt->per_layer)
-    print_layers (det, opt->iterations);
+    print_layers (det, layer_sum, layer_min, opt->iterations);
+  g_free (layer_sum);
+  g_free (layer_min);
   {
     double min_ms = times[0];
     for (int i = 1; i < opt->iterations; i++)
