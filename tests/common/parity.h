@@ -53,6 +53,40 @@ yolose_test_kernels_available (int k)
   return FALSE;
 }
 
+/* A detector of the checkpoint at @model_path, at @input_size (a multiple
+ * of 32), on the kernel table @kernels_name (NULL: the best this CPU runs)
+ * and 2 threads, the machine's cores; NULL and @error set when the
+ * detector refuses it. */
+static inline YoloseDetector *
+yolose_test_detector_try_new (const char *model_path, int input_size,
+    const char *kernels_name, GError **error)
+{
+  YoloseConfig config;
+
+  yolose_config_init (&config);
+  config.model_path = model_path;
+  config.input_size = input_size;
+  config.kernels = kernels_name;
+  config.threads = 2;
+  return yolose_detector_new (&config, error);
+}
+
+/* The same detector, which must build: fails the test otherwise, naming
+ * the checkpoint, the input size, the kernels and the loader's error. */
+static inline YoloseDetector *
+yolose_test_detector_new (const char *model_path, int input_size,
+    const char *kernels_name)
+{
+  GError *error = NULL;
+  YoloseDetector *det = yolose_test_detector_try_new (model_path, input_size,
+      kernels_name, &error);
+
+  ck_assert_msg (det != NULL, "%s at input size %d on the %s kernels: %s",
+      model_path, input_size, kernels_name ? kernels_name : "auto",
+      error ? error->message : "no error set");
+  return det;
+}
+
 /* The float32 tensor at @relative in the test data folder, which must hold
  * exactly @n_floats values.  Free with g_free(). */
 static inline float *

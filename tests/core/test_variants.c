@@ -19,6 +19,7 @@
 
 #include "checkpoint.h"
 #include "parity.h"
+#include "slowcheck.h"
 #include "testdata.h"
 #include "yolose.h"
 
@@ -82,23 +83,6 @@ variant (int m, int v)
   ck_assert_msg (variant_path[m][v] != NULL, "no %s variant of %s: %s",
       variant_names[v], models[m].name, variant_error[m][v]);
   return variant_path[m][v];
-}
-
-static YoloseDetector *
-load (const char *path, const char *kernels, int size)
-{
-  YoloseConfig config;
-  GError *error = NULL;
-  YoloseDetector *det;
-
-  yolose_config_init (&config);
-  config.model_path = path;
-  config.kernels = kernels;
-  config.input_size = size;
-  config.threads = 2;
-  det = yolose_detector_new (&config, &error);
-  ck_assert_msg (det != NULL, "%s: %s", path, error ? error->message : "");
-  return det;
 }
 
 /* ---- what is in the written file -------------------------------------- */
@@ -187,8 +171,8 @@ START_TEST (test_fused_has_no_batchnorm)
   const char *path = variant (_i, VARIANT_FUSE);
   ModuleCounts before = count_checkpoint (orig);
   ModuleCounts after = count_checkpoint (path);
-  YoloseDetector *det_orig = load (orig, NULL, 128);
-  YoloseDetector *det_fused = load (path, NULL, 128);
+  YoloseDetector *det_orig = yolose_test_detector_new (orig, 128, NULL);
+  YoloseDetector *det_fused = yolose_test_detector_new (path, 128, NULL);
   gint64 params_orig = yolose_detector_get_num_parameters (det_orig);
   gint64 params_fused = yolose_detector_get_num_parameters (det_fused);
 
@@ -276,7 +260,7 @@ START_TEST (test_spp_replaces_sppf)
   }
   yolose_checkpoint_free (ckpt);
 
-  det = load (path, NULL, 128);
+  det = yolose_test_detector_new (path, 128, NULL);
   ck_assert_str_eq (yolose_detector_get_layer_type (det, SPPF_LAYER), "SPP");
   yolose_detector_free (det);
 }
@@ -313,10 +297,11 @@ START_TEST (test_variant_parity)
   char *label;
   YoloseDetector *det;
 
-  if (!yolose_test_kernels_available (pc->k))
+  if (yolose_test_kernels_excluded (yolose_test_kernels_name (pc->k))
+      || !yolose_test_kernels_available (pc->k))
     return;
-  det = load (variant (pc->m, pc->v), yolose_test_kernels_name (pc->k),
-      YOLOSE_TEST_REFERENCE_SIZE);
+  det = yolose_test_detector_new (variant (pc->m, pc->v),
+      YOLOSE_TEST_REFERENCE_SIZE, yolose_test_kernels_name (pc->k));
   label = g_strdup_printf ("%s %s", model->name, variant_names[pc->v]);
   yolose_test_check_raw_parity (det, model->name, model->image, label);
   g_free (label);
