@@ -14,7 +14,6 @@
 #include <glib/gstdio.h>
 
 #include "parity.h"
-#include "slowcheck.h"
 #include "testdata.h"
 #include "yolose.h"
 
@@ -48,8 +47,7 @@ check_raw_parity (const char *model, const char *image, int k)
 /* yolov5n + SE (a trained COCO detector) equals upstream's raw output. */
 START_TEST (test_parity_yolov5n_se)
 {
-  if (!yolose_test_kernels_excluded (yolose_test_kernels_name (_i))
-      && yolose_test_kernels_available (_i))
+  if (yolose_test_kernels_available (_i))
     check_raw_parity ("yolov5n-se-coco", "bus", _i);
 }
 END_TEST

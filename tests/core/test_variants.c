@@ -19,7 +19,6 @@
 
 #include "checkpoint.h"
 #include "parity.h"
-#include "slowcheck.h"
 #include "testdata.h"
 #include "yolose.h"
 
@@ -297,8 +296,7 @@ START_TEST (test_variant_parity)
   char *label;
   YoloseDetector *det;
 
-  if (yolose_test_kernels_excluded (yolose_test_kernels_name (pc->k))
-      || !yolose_test_kernels_available (pc->k))
+  if (!yolose_test_kernels_available (pc->k))
     return;
   det = yolose_test_detector_new (variant (pc->m, pc->v),
       YOLOSE_TEST_REFERENCE_SIZE, yolose_test_kernels_name (pc->k));
