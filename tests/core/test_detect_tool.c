@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "slowcheck.h"
 #include "testdata.h"
 
 static const char *tool_path;
@@ -35,21 +36,31 @@ tool_run_clear (ToolRun *run)
   g_free (run->err);
 }
 
-/* Runs yolose-detect with the NULL-terminated arguments. */
+/* Runs yolose-detect with the arguments in @ap.  A run with a model gets
+ * $YOLOSE_TEST_KERNELS as --kernels (see slowcheck.h), and, when
+ * @any_size, a network input of 320 in quick mode. */
 static ToolRun
-run_tool (const char *first, ...)
+run_toolv (gboolean any_size, const char *first, va_list ap)
 {
   GPtrArray *argv = g_ptr_array_new ();
   ToolRun run = { -1, NULL, NULL };
   GError *error = NULL;
   int wait_status = 0;
-  va_list ap;
+  const char *kernels = g_getenv ("YOLOSE_TEST_KERNELS");
 
   g_ptr_array_add (argv, (gpointer)tool_path);
-  va_start (ap, first);
+  if (first != NULL && strcmp (first, "--model") == 0) {
+    if (kernels != NULL && *kernels != '\0') {
+      g_ptr_array_add (argv, "--kernels");
+      g_ptr_array_add (argv, (gpointer)kernels);
+    }
+    if (any_size && yolose_test_quick ()) {
+      g_ptr_array_add (argv, "--size");
+      g_ptr_array_add (argv, "320");
+    }
+  }
   for (const char *a = first; a != NULL; a = va_arg (ap, const char *))
     g_ptr_array_add (argv, (gpointer)a);
-  va_end (ap);
   g_ptr_array_add (argv, NULL);
   ck_assert_msg (g_spawn_sync (NULL, (char **)argv->pdata, NULL,
                      G_SPAWN_DEFAULT, NULL, NULL, &run.out, &run.err,
@@ -58,6 +69,33 @@ run_tool (const char *first, ...)
   if (WIFEXITED (wait_status))
     run.status = WEXITSTATUS (wait_status);
   g_ptr_array_free (argv, TRUE);
+  return run;
+}
+
+/* Runs yolose-detect with the NULL-terminated arguments. */
+static ToolRun
+run_tool (const char *first, ...)
+{
+  ToolRun run;
+  va_list ap;
+
+  va_start (ap, first);
+  run = run_toolv (FALSE, first, ap);
+  va_end (ap);
+  return run;
+}
+
+/* The same, for a run whose checks hold at any network input size: in
+ * quick mode it runs at 320 instead of 640. */
+static ToolRun
+run_tool_any_size (const char *first, ...)
+{
+  ToolRun run;
+  va_list ap;
+
+  va_start (ap, first);
+  run = run_toolv (TRUE, first, ap);
+  va_end (ap);
   return run;
 }
 
@@ -242,20 +280,26 @@ END_TEST
  * one JSON line per picture, in order. */
 START_TEST (test_detections_match_upstream)
 {
-  static const char *models[] = { "yolov5n-coco", "yolov5n-se-coco" };
+  static const char *models[] = { "yolov5n-se-coco", "yolov5n-coco" };
   JsonParser *reference = load_reference ();
   char *bus = data ("images/bus.jpg"), *zidane = data ("images/zidane.jpg");
+  /* Quick mode: the SE model only (the plain one has no other layer). */
+  gsize n_models = yolose_test_count (G_N_ELEMENTS (models), 1);
 
-  for (gsize m = 0; m < G_N_ELEMENTS (models); m++) {
+  yolose_test_quick_note ("detections of %s on bus.jpg only", models[0]);
+  for (gsize m = 0; m < n_models; m++) {
     char *rel = g_strdup_printf ("models/%s.pt", models[m]);
     char *model = data (rel);
-    ToolRun run = run_tool ("--model", model, bus, zidane, NULL);
+    /* Quick mode: bus.jpg alone (test_bad_pictures has several). */
+    guint n_images = yolose_test_count (2, 1);
+    ToolRun run
+        = run_tool ("--model", model, bus, n_images > 1 ? zidane : NULL, NULL);
     GPtrArray *lines;
 
     ck_assert_msg (run.status == 0, "exit %d: %s", run.status, run.err);
     lines = parse_lines (run.out);
-    ck_assert_uint_eq (lines->len, 2);
-    for (guint i = 0; i < 2; i++) {
+    ck_assert_uint_eq (lines->len, n_images);
+    for (guint i = 0; i < n_images; i++) {
       JsonObject *got = json_node_get_object (lines->pdata[i]);
       const char *image = i == 0 ? "bus.jpg" : "zidane.jpg";
       char *what = g_strdup_printf ("%s %s", models[m], image);
@@ -289,7 +333,7 @@ START_TEST (test_bad_pictures)
   GPtrArray *lines;
 
   ck_assert (g_file_set_contents (text, "not a picture", -1, NULL));
-  run = run_tool ("--model", model, missing, bus, text, NULL);
+  run = run_tool_any_size ("--model", model, missing, bus, text, NULL);
   ck_assert_int_eq (run.status, 1);
   ck_assert_msg (strstr (run.err, missing) != NULL, "%s", run.err);
   ck_assert_msg (strstr (run.err, text) != NULL, "%s", run.err);
@@ -317,8 +361,9 @@ START_TEST (test_rgba_png)
   GPtrArray *a, *b;
 
   ck_assert (gdk_pixbuf_save (rgba, png, "png", NULL, NULL));
-  from_jpeg = run_tool ("--model", model, bus, NULL);
-  from_png = run_tool ("--model", model, png, NULL);
+  yolose_test_quick_note ("RGBA PNG against JPEG at input size 320");
+  from_jpeg = run_tool_any_size ("--model", model, bus, NULL);
+  from_png = run_tool_any_size ("--model", model, png, NULL);
   ck_assert_int_eq (from_jpeg.status, 0);
   ck_assert_msg (from_png.status == 0, "%s", from_png.err);
   a = parse_lines (from_jpeg.out);
@@ -401,7 +446,7 @@ START_TEST (test_gray_and_rotated)
 
   write_hex (gray, gray_png_hex);
   write_rotated_jpeg (rotated);
-  run = run_tool ("--model", model, gray, rotated, NULL);
+  run = run_tool_any_size ("--model", model, gray, rotated, NULL);
   ck_assert_msg (run.status == 0, "%s", run.err);
   lines = parse_lines (run.out);
   ck_assert_uint_eq (lines->len, 2);

@@ -16,6 +16,7 @@
 #include "kernels.h"
 #include "cpu_features.h"
 #include "kernels_pool.h"
+#include "slowcheck.h"
 
 #define CONV_TOL 1e-4
 #define ELEMENTWISE_TOL 2e-6
@@ -30,10 +31,13 @@ static const YoloseKernels *
 table_for (int i)
 {
   static const char *names[N_TABLES] = { "generic", "avx2", "avx512" };
-  const YoloseKernels *k = i == TABLE_GENERIC ? yolose_kernels_generic ()
-      : i == TABLE_AVX2                       ? yolose_kernels_avx2 ()
-                                              : yolose_kernels_avx512 ();
+  const YoloseKernels *k;
 
+  if (yolose_test_kernels_excluded (names[i]))
+    return NULL;
+  k = i == TABLE_GENERIC ? yolose_kernels_generic ()
+      : i == TABLE_AVX2  ? yolose_kernels_avx2 ()
+                         : yolose_kernels_avx512 ();
   if (k == NULL)
     printf ("NOTE: the %s kernels are not available in this build or on "
             "this CPU; their tests are skipped\n",
@@ -259,8 +263,10 @@ START_TEST (test_conv_layer_shapes)
   const YoloseKernels *kernels = table_for (_i);
   GRand *rand = g_rand_new_with_seed (1234);
 
-  if (kernels == NULL)
+  if (kernels == NULL) {
+    g_rand_free (rand);
     return;
+  }
   for (gsize i = 0; i < G_N_ELEMENTS (yolo_like_cases); i++)
     check_conv_case (kernels, &yolo_like_cases[i], rand);
   g_rand_free (rand);
@@ -278,8 +284,10 @@ START_TEST (test_conv_random_shapes)
   static const int kernel_sizes[] = { 1, 3, 5, 6 };
   static const int group_counts[] = { 1, 1, 2, 4 };
 
-  if (kernels == NULL)
+  if (kernels == NULL) {
+    g_rand_free (rand);
     return;
+  }
   printf ("random conv shapes for %s, seed %u\n", kernels->name, seed);
   for (int n = 0; n < 150; n++) {
     ConvCase c = { 0 };
@@ -316,8 +324,10 @@ START_TEST (test_conv_packed_reused_across_sizes)
   void *packed;
   static const int sizes[][2] = { { 4, 4 }, { 33, 31 }, { 1, 50 }, { 16, 16 } };
 
-  if (kernels == NULL)
+  if (kernels == NULL) {
+    g_rand_free (rand);
     return;
+  }
   fill_random (rand, weight, G_N_ELEMENTS (weight), -0.3, 0.3);
   fill_random (rand, bias, G_N_ELEMENTS (bias), -1.0, 1.0);
   packed = kernels->conv_pack (&d);
@@ -363,8 +373,10 @@ START_TEST (test_conv_scratch_serves_fewer_threads)
     { 3, 16, 64, 6, 2 },
   };
 
-  if (kernels == NULL)
+  if (kernels == NULL) {
+    g_rand_free (rand);
     return;
+  }
   for (gsize n = 0; n < G_N_ELEMENTS (shapes); n++) {
     int cin = shapes[n][0], cout = shapes[n][1], size = shapes[n][2];
     int k = shapes[n][3], stride = shapes[n][4], pad = k == 6 ? 2 : k / 2;
@@ -477,8 +489,10 @@ START_TEST (test_maxpool)
     { 1, 6, 6, 1, 1, 0, 3 },
   };
 
-  if (kernels == NULL)
+  if (kernels == NULL) {
+    g_rand_free (rand);
     return;
+  }
   for (gsize n = 0; n < G_N_ELEMENTS (cases); n++) {
     int c = cases[n][0], h = cases[n][1], w = cases[n][2], k = cases[n][3];
     int s = cases[n][4], p = cases[n][5], threads = cases[n][6];
@@ -532,8 +546,10 @@ START_TEST (test_upsample_nearest)
     { 5, 13, 17, 2, 1 },
   };
 
-  if (kernels == NULL)
+  if (kernels == NULL) {
+    g_rand_free (rand);
     return;
+  }
   for (gsize n = 0; n < G_N_ELEMENTS (cases); n++) {
     int c = cases[n][0], h = cases[n][1], w = cases[n][2];
     int scale = cases[n][3], threads = cases[n][4];
@@ -583,8 +599,10 @@ START_TEST (test_squeeze_excite)
     { 48, 3, 13, 17, 2 },
   };
 
-  if (kernels == NULL)
+  if (kernels == NULL) {
+    g_rand_free (rand);
     return;
+  }
   for (gsize n = 0; n < G_N_ELEMENTS (cases); n++) {
     int c = cases[n][0], hidden = cases[n][1], h = cases[n][2];
     int w = cases[n][3], threads = cases[n][4];
@@ -649,8 +667,10 @@ START_TEST (test_sigmoid)
   GRand *rand = g_rand_new_with_seed (10);
   static const size_t lengths[] = { 0, 1, 7, 8, 9, 31, 1000, 25200 * 25 + 3 };
 
-  if (kernels == NULL)
+  if (kernels == NULL) {
+    g_rand_free (rand);
     return;
+  }
   for (gsize n = 0; n < G_N_ELEMENTS (lengths); n++) {
     size_t len = lengths[n];
     float *x = g_new (float, len + 1), *orig = g_new (float, len + 1);

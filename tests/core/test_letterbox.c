@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "letterbox.h"
+#include "slowcheck.h"
 #include "testdata.h"
 
 /* ------------------------------------------------------------ helpers */
@@ -278,9 +279,14 @@ START_TEST (test_close_to_textbook_bilinear)
     { 999, 1001, 320 },
     { 64, 40, 64 },
   };
+  /* Quick mode: the same frames into at most 96 x 96 (each pixel checked
+   * costs memcheck more than the letterbox itself). */
+  int max_size = yolose_test_count (G_MAXINT, 96);
 
+  yolose_test_quick_note ("bilinear check at network sizes up to %d only",
+      max_size);
   for (gsize i = 0; i < G_N_ELEMENTS (sizes); i++) {
-    int w = sizes[i][0], h = sizes[i][1], s = sizes[i][2];
+    int w = sizes[i][0], h = sizes[i][1], s = MIN (sizes[i][2], max_size);
     guint8 *rgb = make_rgb (w, h, 5, TRUE);
     YoloseImage image;
     YoloseLetterbox box;
@@ -591,8 +597,11 @@ START_TEST (test_yuv_layouts)
 {
   static const int sizes[][3] = { { 97, 61, 64 }, { 7, 5, 32 }, { 1, 1, 32 },
     { 3, 3, 32 }, { 640, 360, 640 }, { 1920, 1080, 320 } };
+  /* Quick mode: the small pictures only (97x61 is the downscale). */
+  gsize n_sizes = yolose_test_count (G_N_ELEMENTS (sizes), 4);
 
-  for (gsize si = 0; si < G_N_ELEMENTS (sizes); si++)
+  yolose_test_quick_note ("YUV layouts without 640x360 and 1920x1080");
+  for (gsize si = 0; si < n_sizes; si++)
     for (int variant = 0; variant < 4; variant++) {
       int w = sizes[si][0], h = sizes[si][1], s = sizes[si][2];
       gboolean bt709 = variant & 1, full = variant >> 1;

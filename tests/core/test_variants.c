@@ -19,6 +19,7 @@
 
 #include "checkpoint.h"
 #include "parity.h"
+#include "slowcheck.h"
 #include "testdata.h"
 #include "yolose.h"
 
@@ -170,8 +171,10 @@ START_TEST (test_fused_has_no_batchnorm)
   const char *path = variant (_i, VARIANT_FUSE);
   ModuleCounts before = count_checkpoint (orig);
   ModuleCounts after = count_checkpoint (path);
-  YoloseDetector *det_orig = yolose_test_detector_new (orig, 128, NULL);
-  YoloseDetector *det_fused = yolose_test_detector_new (path, 128, NULL);
+  YoloseDetector *det_orig
+      = yolose_test_detector_new (orig, 128, yolose_test_kernels_default ());
+  YoloseDetector *det_fused
+      = yolose_test_detector_new (path, 128, yolose_test_kernels_default ());
   gint64 params_orig = yolose_detector_get_num_parameters (det_orig);
   gint64 params_fused = yolose_detector_get_num_parameters (det_fused);
 
@@ -259,7 +262,7 @@ START_TEST (test_spp_replaces_sppf)
   }
   yolose_checkpoint_free (ckpt);
 
-  det = yolose_test_detector_new (path, 128, NULL);
+  det = yolose_test_detector_new (path, 128, yolose_test_kernels_default ());
   ck_assert_str_eq (yolose_detector_get_layer_type (det, SPPF_LAYER), "SPP");
   yolose_detector_free (det);
 }
@@ -296,7 +299,14 @@ START_TEST (test_variant_parity)
   char *label;
   YoloseDetector *det;
 
-  if (!yolose_test_kernels_available (pc->k))
+  /* Quick mode: the variants of yolov5n + SE (the seed's are the same
+   * layers, 4x the work). */
+  if (pc->m > 0 && yolose_test_quick ()) {
+    yolose_test_quick_note ("no parity of %s's variants", model->name);
+    return;
+  }
+  if (yolose_test_kernels_excluded (yolose_test_kernels_name (pc->k))
+      || !yolose_test_kernels_available (pc->k))
     return;
   det = yolose_test_detector_new (variant (pc->m, pc->v),
       YOLOSE_TEST_REFERENCE_SIZE, yolose_test_kernels_name (pc->k));

@@ -17,6 +17,7 @@
 #include <sys/prctl.h>
 #include <sys/wait.h>
 
+#include "slowcheck.h"
 #include "testdata.h"
 
 #define MODEL "models/yolov5n-coco.pt"
@@ -316,8 +317,10 @@ start_camera (int port, int *bound)
   return camera;
 }
 
-/* yolose-monitor on the small model at 320, one thread per source (the
- * machine's cores are shared with the other tests), then the arguments. */
+/* yolose-monitor on the small model at 320 (quick mode: 160; the monitor
+ * has no kernels option, and under memcheck its AVX2 kernels are slow),
+ * one thread per source (the machine's cores are shared with the other
+ * tests), then the arguments. */
 static Child *
 start_monitor (const char *first, ...)
 {
@@ -330,7 +333,7 @@ start_monitor (const char *first, ...)
   g_ptr_array_add (argv, "--model");
   g_ptr_array_add (argv, model);
   g_ptr_array_add (argv, "--input-size");
-  g_ptr_array_add (argv, "320");
+  g_ptr_array_add (argv, yolose_test_quick () ? "160" : "320");
   g_ptr_array_add (argv, "--threads");
   g_ptr_array_add (argv, "1");
   va_start (ap, first);

@@ -9,7 +9,11 @@ and checks that they report the same objects: the same count, and for
 each detection one of the same class with IoU >= 0.9 and a confidence
 within 0.03 (the two decoders' JPEG colour conversions differ a little).
 Exits 77 (skip), saying why, without PyGObject, the test data, or when
-the plugin is built with sanitizers (which python3 cannot load)."""
+the plugin is built with sanitizers (which python3 cannot load).
+
+Under a slow checker (CI's valgrind step) $YOLOSE_TEST_KERNELS picks the
+kernel table of both programs (the example through its --pipeline) and
+$YOLOSE_TEST_QUICK runs both at input size 320 instead of 640."""
 
 import json
 import os
@@ -58,8 +62,23 @@ def main():
     if not root or not (os.path.isfile(model) and os.path.isfile(picture)):
         skip(f"{MODEL} and {PICTURE} not found (YOLOSE_TESTDATA={root or '(unset)'})")
 
-    frames = run([sys.executable, example, "--model", model, picture])
-    reference = run([detect, "--model", model, picture])
+    example_args, detect_args = ["--model", model], ["--model", model]
+    kernels = os.environ.get("YOLOSE_TEST_KERNELS", "")
+    if kernels:
+        pipeline = (
+            f'filesrc location="{picture}" ! decodebin ! videoconvert ! '
+            f"yolose kernels={kernels} ! fakesink"
+        )
+        example_args += ["--pipeline", pipeline]
+        detect_args += ["--kernels", kernels]
+    else:
+        example_args.append(picture)
+    if os.environ.get("YOLOSE_TEST_QUICK", "0") not in ("", "0"):
+        print("quick mode (YOLOSE_TEST_QUICK): both at input size 320")
+        example_args += ["--input-size", "320"]
+        detect_args += ["--size", "320"]
+    frames = run([sys.executable, example] + example_args)
+    reference = run([detect] + detect_args + [picture])
     assert len(frames) == 1, f"one frame expected, got {len(frames)}"
     assert frames[0]["frame"] == 0 and frames[0]["pts"] == 0, frames[0]
     ours, theirs = frames[0]["detections"], reference[0]["detections"]
