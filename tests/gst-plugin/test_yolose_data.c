@@ -384,6 +384,21 @@ push_copy (GstHarness *h, GstBuffer *frame, GstClockTime pts)
   return gst_harness_push_and_pull (h, copy);
 }
 
+/* Pushes a copy of @frame (of @info) with @pts and returns the
+ * detections its output carries. */
+static GArray *
+push_and_read_dets (GstHarness *h, GstBuffer *frame, const GstVideoInfo *info,
+    GstClockTime pts)
+{
+  GstBuffer *out = push_copy (h, frame, pts);
+  GArray *dets;
+
+  fail_unless (out != NULL, "no output buffer");
+  dets = dets_from_buffer (out, info->width, info->height);
+  gst_buffer_unref (out);
+  return dets;
+}
+
 /* The element's detections on @image in @format. */
 static GArray *
 element_detect (const gchar *image, const gchar *format, const gchar *props,
@@ -414,6 +429,16 @@ watch_bus (GstHarness *h)
 
   gst_element_set_bus (h->element, bus);
   return bus;
+}
+
+/* Tears down @h after watch_bus(): the bus goes first, unset from the
+ * element and dropped (the harness does not own it). */
+static void
+unwatch_bus_and_teardown (GstHarness *h, GstBus *bus)
+{
+  gst_element_set_bus (h->element, NULL);
+  gst_object_unref (bus);
+  gst_harness_teardown (h);
 }
 
 static guint
@@ -729,17 +754,12 @@ GST_START_TEST (test_thresholds_change_while_playing)
   GstElement *e = harness_yolose (h);
   YoloseNmsParams params;
   GArray *got, *want, *base;
-  GstBuffer *out;
 
   gst_harness_set_src_caps (h, caps_of (&info));
-  out = push_copy (h, in, 0);
-  base = dets_from_buffer (out, info.width, info.height);
-  gst_buffer_unref (out);
+  base = push_and_read_dets (h, in, &info, 0);
 
   g_object_set (e, "conf-threshold", 0.6f, NULL);
-  out = push_copy (h, in, GST_SECOND);
-  got = dets_from_buffer (out, info.width, info.height);
-  gst_buffer_unref (out);
+  got = push_and_read_dets (h, in, &info, GST_SECOND);
   yolose_nms_params_init (&params);
   params.conf_threshold = 0.6f;
   want = core_detect (MODEL, size, in, &info, &params);
@@ -753,9 +773,7 @@ GST_START_TEST (test_thresholds_change_while_playing)
 
   g_object_set (e, "conf-threshold", 0.25f, "iou-threshold", 0.9f,
       "max-detections", 3, NULL);
-  out = push_copy (h, in, 2 * GST_SECOND);
-  got = dets_from_buffer (out, info.width, info.height);
-  gst_buffer_unref (out);
+  got = push_and_read_dets (h, in, &info, 2 * GST_SECOND);
   yolose_nms_params_init (&params);
   params.iou_threshold = 0.9f;
   params.max_detections = 3;
@@ -787,15 +805,12 @@ GST_START_TEST (test_class_filter)
   YoloseNmsParams params;
   guint8 mask[80] = { 0 };
   GArray *got, *want, *all;
-  GstBuffer *out;
   GstMessage *msg;
   gchar *classes;
   guint persons = 0;
 
   gst_harness_set_src_caps (h, caps_of (&info));
-  out = push_copy (h, in, 0);
-  got = dets_from_buffer (out, info.width, info.height);
-  gst_buffer_unref (out);
+  got = push_and_read_dets (h, in, &info, 0);
   mask[0] = 1;
   yolose_nms_params_init (&params);
   params.class_mask = mask;
@@ -810,9 +825,7 @@ GST_START_TEST (test_class_filter)
 
   /* bus.jpg holds a bus (id 5) and people. */
   g_object_set (e, "classes", "5", NULL);
-  out = push_copy (h, in, GST_SECOND);
-  got = dets_from_buffer (out, info.width, info.height);
-  gst_buffer_unref (out);
+  got = push_and_read_dets (h, in, &info, GST_SECOND);
   fail_unless (got->len > 0);
   for (guint i = 0; i < got->len; i++)
     fail_unless_equals_string (g_array_index (got, Det, i).label, "bus");
@@ -827,11 +840,9 @@ GST_START_TEST (test_class_filter)
   g_free (classes);
 
   g_array_free (all, TRUE);
-  gst_element_set_bus (h->element, NULL);
-  gst_object_unref (bus);
   gst_object_unref (e);
   gst_buffer_unref (in);
-  gst_harness_teardown (h);
+  unwatch_bus_and_teardown (h, bus);
 }
 
 GST_END_TEST;
@@ -870,10 +881,8 @@ GST_START_TEST (test_inference_interval)
   fail_unless_equals_int (count_messages (bus, "yolose"), 3);
 
   g_array_unref (first_dets);
-  gst_element_set_bus (h->element, NULL);
-  gst_object_unref (bus);
   gst_buffer_unref (in);
-  gst_harness_teardown (h);
+  unwatch_bus_and_teardown (h, bus);
 }
 
 GST_END_TEST;
@@ -887,7 +896,6 @@ GST_START_TEST (test_bus_message_carries_detections)
   GstHarness *h
       = yolose_harness (MODEL, "%s post-messages=true", some_input ());
   GstBus *bus = watch_bus (h);
-  GstBuffer *out;
   GstMessage *msg;
   const GstStructure *s;
   const GValue *list;
@@ -895,8 +903,7 @@ GST_START_TEST (test_bus_message_carries_detections)
   guint64 ts;
 
   gst_harness_set_src_caps (h, caps_of (&info));
-  out = push_copy (h, in, 5 * GST_SECOND);
-  dets = dets_from_buffer (out, info.width, info.height);
+  dets = push_and_read_dets (h, in, &info, 5 * GST_SECOND);
   msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ELEMENT);
   fail_unless (msg != NULL);
   s = gst_message_get_structure (msg);
@@ -918,11 +925,8 @@ GST_START_TEST (test_bus_message_carries_detections)
   }
   gst_message_unref (msg);
   g_array_free (dets, TRUE);
-  gst_buffer_unref (out);
-  gst_element_set_bus (h->element, NULL);
-  gst_object_unref (bus);
   gst_buffer_unref (in);
-  gst_harness_teardown (h);
+  unwatch_bus_and_teardown (h, bus);
 }
 
 GST_END_TEST;
@@ -1005,12 +1009,10 @@ GST_START_TEST (test_bus_message_without_detections)
   g_free (text);
   g_value_unset (&empty);
   g_value_unset (&full);
-  gst_element_set_bus (h->element, NULL);
-  gst_object_unref (bus);
   gst_object_unref (e);
   gst_buffer_unref (gray);
   gst_buffer_unref (bus_jpg);
-  gst_harness_teardown (h);
+  unwatch_bus_and_teardown (h, bus);
 }
 
 GST_END_TEST;
@@ -1037,9 +1039,7 @@ GST_START_TEST (test_short_buffer_is_an_error)
     msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
     fail_unless (msg != NULL, "%s: no error message", formats[f]);
     gst_message_unref (msg);
-    gst_element_set_bus (h->element, NULL);
-    gst_object_unref (bus);
-    gst_harness_teardown (h);
+    unwatch_bus_and_teardown (h, bus);
   }
 }
 
@@ -1056,15 +1056,12 @@ GST_START_TEST (test_caps_change_mid_stream)
   for (guint f = 0; f < G_N_ELEMENTS (formats); f++) {
     GstVideoInfo info;
     GstBuffer *in = decode_image (images[f], formats[f], &info);
-    GstBuffer *out;
     GArray *dets;
 
     gst_harness_set_src_caps (h, caps_of (&info));
-    out = push_copy (h, in, f * GST_SECOND);
-    dets = dets_from_buffer (out, info.width, info.height);
+    dets = push_and_read_dets (h, in, &info, f * GST_SECOND);
     fail_unless (dets->len > 0, "%s: nothing found", formats[f]);
     g_array_free (dets, TRUE);
-    gst_buffer_unref (out);
     gst_buffer_unref (in);
   }
   gst_harness_teardown (h);
@@ -1083,13 +1080,10 @@ GST_START_TEST (test_model_swap_while_playing)
   GstBus *bus = watch_bus (h);
   gchar *voc = data (MODEL_VOC), *model_now;
   GArray *before, *after;
-  GstBuffer *out;
   GstMessage *msg;
 
   gst_harness_set_src_caps (h, caps_of (&info));
-  out = push_copy (h, in, 0);
-  before = dets_from_buffer (out, info.width, info.height);
-  gst_buffer_unref (out);
+  before = push_and_read_dets (h, in, &info, 0);
 
   /* Broken model: warning, same results. */
   g_object_set (e, "model", "/nonexistent/other.pt", NULL);
@@ -1099,9 +1093,7 @@ GST_START_TEST (test_model_swap_while_playing)
   g_object_get (e, "model", &model_now, NULL);
   fail_unless (strstr (model_now, MODEL) != NULL);
   g_free (model_now);
-  out = push_copy (h, in, GST_SECOND);
-  after = dets_from_buffer (out, info.width, info.height);
-  gst_buffer_unref (out);
+  after = push_and_read_dets (h, in, &info, GST_SECOND);
   assert_same_dets (after, before, "after a refused model");
   g_array_free (after, TRUE);
 
@@ -1111,9 +1103,7 @@ GST_START_TEST (test_model_swap_while_playing)
   fail_if (pop_warning (bus), "the VOC model was refused");
   g_object_set (e, "classes", "aeroplane,person,tvmonitor", NULL);
   fail_if (pop_warning (bus), "VOC labels not in use");
-  out = push_copy (h, in, 2 * GST_SECOND);
-  after = dets_from_buffer (out, info.width, info.height);
-  gst_buffer_unref (out);
+  after = push_and_read_dets (h, in, &info, 2 * GST_SECOND);
   for (guint i = 0; i < after->len; i++) {
     const Det *d = &g_array_index (after, Det, i);
     fail_unless (g_str_equal (d->label, "aeroplane")
@@ -1127,11 +1117,9 @@ GST_START_TEST (test_model_swap_while_playing)
   g_array_free (before, TRUE);
   g_array_free (after, TRUE);
   g_free (voc);
-  gst_element_set_bus (h->element, NULL);
-  gst_object_unref (bus);
   gst_object_unref (e);
   gst_buffer_unref (in);
-  gst_harness_teardown (h);
+  unwatch_bus_and_teardown (h, bus);
 }
 
 GST_END_TEST;
@@ -1146,13 +1134,10 @@ GST_START_TEST (test_model_removal_while_playing_refused)
   GstElement *e = harness_yolose (h);
   GstBus *bus = watch_bus (h);
   GArray *before, *after;
-  GstBuffer *out;
   gchar *model_now;
 
   gst_harness_set_src_caps (h, caps_of (&info));
-  out = push_copy (h, in, 0);
-  before = dets_from_buffer (out, info.width, info.height);
-  gst_buffer_unref (out);
+  before = push_and_read_dets (h, in, &info, 0);
   fail_unless (before->len > 0);
 
   g_object_set (e, "model", "", NULL);
@@ -1163,47 +1148,53 @@ GST_START_TEST (test_model_removal_while_playing_refused)
   fail_unless (model_now != NULL && strstr (model_now, MODEL) != NULL);
   g_free (model_now);
 
-  out = push_copy (h, in, GST_SECOND);
-  after = dets_from_buffer (out, info.width, info.height);
-  gst_buffer_unref (out);
+  after = push_and_read_dets (h, in, &info, GST_SECOND);
   assert_same_dets (after, before, "after a refused removal");
 
   g_array_free (before, TRUE);
   g_array_free (after, TRUE);
-  gst_element_set_bus (h->element, NULL);
-  gst_object_unref (bus);
   gst_object_unref (e);
   gst_buffer_unref (in);
-  gst_harness_teardown (h);
+  unwatch_bus_and_teardown (h, bus);
 }
 
 GST_END_TEST;
 
-/* `classes` naming something the model lacks, set before the start, fails
- * the start with an error that names the entry. */
-GST_START_TEST (test_invalid_classes_fail_the_start)
+/* Starts @e (a configured yolose element, on no bus yet): going to PAUSED
+ * must fail with an error message that names @needle, and going back to
+ * NULL must then succeed. */
+static void
+assert_start_fails_naming (GstElement *e, const gchar *needle)
 {
-  GstElement *e = gst_element_factory_make ("yolose", NULL);
   GstBus *bus = gst_bus_new ();
-  gchar *model = data (MODEL);
   GstMessage *msg;
   GError *error = NULL;
 
   gst_element_set_bus (e, bus);
-  g_object_set (e, "model", model, "input-size", 160, "classes",
-      "person,dragon", NULL);
   fail_unless_equals_int (gst_element_set_state (e, GST_STATE_PAUSED),
       GST_STATE_CHANGE_FAILURE);
   msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
   fail_unless (msg != NULL, "no error message");
   gst_message_parse_error (msg, &error, NULL);
-  fail_unless (strstr (error->message, "dragon") != NULL, "%s", error->message);
+  fail_unless (strstr (error->message, needle) != NULL, "%s", error->message);
   g_error_free (error);
   gst_message_unref (msg);
   fail_unless_equals_int (gst_element_set_state (e, GST_STATE_NULL),
       GST_STATE_CHANGE_SUCCESS);
   gst_element_set_bus (e, NULL);
   gst_object_unref (bus);
+}
+
+/* `classes` naming something the model lacks, set before the start, fails
+ * the start with an error that names the entry. */
+GST_START_TEST (test_invalid_classes_fail_the_start)
+{
+  GstElement *e = gst_element_factory_make ("yolose", NULL);
+  gchar *model = data (MODEL);
+
+  g_object_set (e, "model", model, "input-size", 160, "classes",
+      "person,dragon", NULL);
+  assert_start_fails_naming (e, "dragon");
   gst_object_unref (e);
   g_free (model);
 }
@@ -1268,9 +1259,7 @@ GST_START_TEST (test_async_mode)
   out = push_copy (h, in, 0);
   gst_buffer_unref (out);
   for (i = 1; i < 2000; i++) {
-    out = push_copy (h, in, i * GST_MSECOND * 10);
-    dets = dets_from_buffer (out, info.width, info.height);
-    gst_buffer_unref (out);
+    dets = push_and_read_dets (h, in, &info, i * GST_MSECOND * 10);
     if (dets->len > 0)
       break;
     g_array_free (dets, TRUE);
@@ -1284,11 +1273,9 @@ GST_START_TEST (test_async_mode)
   g_array_free (dets, TRUE);
 
   flush (h);
-  out = push_copy (h, in, 0);
-  dets = dets_from_buffer (out, info.width, info.height);
+  dets = push_and_read_dets (h, in, &info, 0);
   fail_unless_equals_int (dets->len, 0);
   g_array_free (dets, TRUE);
-  gst_buffer_unref (out);
 
   g_array_free (sync_dets, TRUE);
   gst_buffer_unref (in);
@@ -1318,8 +1305,7 @@ GST_START_TEST (test_flush_sync_mode)
   fail_unless_equals_int (count_messages (bus, "yolose"), 1);
 
   flush (h);
-  out = push_copy (h, in, 10 * GST_SECOND);
-  dets = dets_from_buffer (out, info.width, info.height);
+  dets = push_and_read_dets (h, in, &info, 10 * GST_SECOND);
   fail_unless (dets->len > 0, "the frame after the flush was not detected");
   for (guint d = 0; d < dets->len; d++)
     fail_unless (g_array_index (dets, Det, d).age_ms == 0,
@@ -1328,32 +1314,51 @@ GST_START_TEST (test_flush_sync_mode)
   fail_unless_equals_int (count_messages (bus, "yolose"), 1);
 
   g_array_free (dets, TRUE);
-  gst_buffer_unref (out);
-  gst_element_set_bus (h->element, NULL);
-  gst_object_unref (bus);
   gst_buffer_unref (in);
-  gst_harness_teardown (h);
+  unwatch_bus_and_teardown (h, bus);
 }
 
 GST_END_TEST;
+
+/* A pipeline of @upstream into a yolose element with MODEL, the tests'
+ * kernels, one thread and @props, in sync or async mode, into a fakesink. */
+static GstElement *
+yolose_pipeline (const gchar *upstream, const gchar *props, gboolean async_mode)
+{
+  gchar *model = data (MODEL);
+  gchar *launch = g_strdup_printf ("%s ! yolose model=\"%s\" kernels=%s "
+                                   "threads=1 %s mode=%s ! fakesink",
+      upstream, model, test_kernels (), props, async_mode ? "async" : "sync");
+  GError *error = NULL;
+  GstElement *pipeline = gst_parse_launch (launch, &error);
+
+  fail_unless (pipeline != NULL, "%s: %s", launch, error ? error->message : "");
+  g_clear_error (&error);
+  g_free (launch);
+  g_free (model);
+  return pipeline;
+}
+
+/* Stops @pipeline, which must reach NULL at once, and drops it. */
+static void
+stop_pipeline (GstElement *pipeline)
+{
+  fail_unless_equals_int (gst_element_set_state (pipeline, GST_STATE_NULL),
+      GST_STATE_CHANGE_SUCCESS);
+  gst_object_unref (pipeline);
+}
 
 /* 100 cycles (20 in async mode, 3 quick) of NULL -> PLAYING -> NULL with
  * frames flowing, in both modes; a leak shows under ASan/valgrind, a crash
  * or hang here. */
 GST_START_TEST (test_state_cycles)
 {
-  gchar *model = data (MODEL);
-
   for (int mode = 0; mode < 2; mode++) {
-    gchar *launch = g_strdup_printf (
-        "videotestsrc ! video/x-raw,format=I420,"
-        "width=64,height=48 ! yolose model=\"%s\" kernels=%s input-size=160 "
-        "threads=1 mode=%s ! fakesink",
-        model, test_kernels (), mode ? "async" : "sync");
-    GstElement *pipeline = gst_parse_launch (launch, NULL);
+    GstElement *pipeline = yolose_pipeline (
+        "videotestsrc ! video/x-raw,format=I420,width=64,height=48",
+        "input-size=160", mode);
     guint cycles = mode ? rounds (20, 3) : rounds (100, 3);
 
-    fail_unless (pipeline != NULL);
     for (guint i = 0; i < cycles; i++) {
       fail_unless (gst_element_set_state (pipeline, GST_STATE_PLAYING)
           != GST_STATE_CHANGE_FAILURE);
@@ -1363,9 +1368,7 @@ GST_START_TEST (test_state_cycles)
           == GST_STATE_CHANGE_SUCCESS);
     }
     gst_object_unref (pipeline);
-    g_free (launch);
   }
-  g_free (model);
 }
 
 GST_END_TEST;
@@ -1399,27 +1402,33 @@ run_until_error_or_eos (GstElement *pipeline, guint *results)
   return end;
 }
 
+/* Runs yolose_pipeline (@upstream, @props, @async_mode) until an error or
+ * EOS and stops it (see stop_pipeline); returns that message and counts
+ * the yolose messages posted before it in @results. */
+static GstMessage *
+run_yolose_pipeline_to_end (const gchar *upstream, const gchar *props,
+    gboolean async_mode, guint *results)
+{
+  GstElement *pipeline = yolose_pipeline (upstream, props, async_mode);
+  GstMessage *end = run_until_error_or_eos (pipeline, results);
+
+  stop_pipeline (pipeline);
+  return end;
+}
+
 /* An upstream element failing mid-stream (identity error-after=3) ends the
  * pipeline with that element's error, not one of ours, in both modes; the
  * element had detected on the frames before and goes to NULL cleanly
  * (with the worker perhaps still detecting). */
 GST_START_TEST (test_upstream_error_mid_stream)
 {
-  gchar *model = data (MODEL);
-
   for (int mode = 0; mode < 2; mode++) {
-    gchar *launch = g_strdup_printf (
-        "videotestsrc pattern=ball ! video/x-raw,format=NV12,width=160,"
-        "height=120 ! identity name=broken error-after=3 ! yolose "
-        "model=\"%s\" kernels=%s input-size=160 threads=1 "
-        "post-messages=true mode=%s ! fakesink",
-        model, test_kernels (), mode ? "async" : "sync");
-    GstElement *pipeline = gst_parse_launch (launch, NULL);
-    GstMessage *end;
     guint results;
+    GstMessage *end = run_yolose_pipeline_to_end (
+        "videotestsrc pattern=ball ! video/x-raw,format=NV12,width=160,"
+        "height=120 ! identity name=broken error-after=3",
+        "input-size=160 post-messages=true", mode, &results);
 
-    fail_unless (pipeline != NULL);
-    end = run_until_error_or_eos (pipeline, &results);
     fail_unless_equals_int (GST_MESSAGE_TYPE (end), GST_MESSAGE_ERROR);
     fail_unless_equals_string (GST_OBJECT_NAME (GST_MESSAGE_SRC (end)),
         "broken");
@@ -1427,12 +1436,7 @@ GST_START_TEST (test_upstream_error_mid_stream)
     if (mode == 0)
       fail_unless_equals_int (results, 2);
     gst_message_unref (end);
-    fail_unless_equals_int (gst_element_set_state (pipeline, GST_STATE_NULL),
-        GST_STATE_CHANGE_SUCCESS);
-    gst_object_unref (pipeline);
-    g_free (launch);
   }
-  g_free (model);
 }
 
 GST_END_TEST;
@@ -1442,30 +1446,21 @@ GST_END_TEST;
  * reaches the sink; the element then stops cleanly. */
 GST_START_TEST (test_eos_while_detecting)
 {
-  gchar *model = data (MODEL);
+  gchar *props = g_strdup_printf ("%s post-messages=true", some_input ());
 
   for (int mode = 0; mode < 2; mode++) {
-    gchar *launch = g_strdup_printf (
-        "videotestsrc num-buffers=4 pattern=ball ! video/x-raw,format=I420,"
-        "width=320,height=240 ! yolose model=\"%s\" kernels=%s %s "
-        "threads=1 post-messages=true mode=%s ! fakesink",
-        model, test_kernels (), some_input (), mode ? "async" : "sync");
-    GstElement *pipeline = gst_parse_launch (launch, NULL);
-    GstMessage *end;
     guint results;
+    GstMessage *end = run_yolose_pipeline_to_end (
+        "videotestsrc num-buffers=4 pattern=ball ! video/x-raw,format=I420,"
+        "width=320,height=240",
+        props, mode, &results);
 
-    fail_unless (pipeline != NULL);
-    end = run_until_error_or_eos (pipeline, &results);
     fail_unless_equals_int (GST_MESSAGE_TYPE (end), GST_MESSAGE_EOS);
     if (mode == 0)
       fail_unless_equals_int (results, 4);
     gst_message_unref (end);
-    fail_unless_equals_int (gst_element_set_state (pipeline, GST_STATE_NULL),
-        GST_STATE_CHANGE_SUCCESS);
-    gst_object_unref (pipeline);
-    g_free (launch);
   }
-  g_free (model);
+  g_free (props);
 }
 
 GST_END_TEST;
@@ -1540,12 +1535,10 @@ GST_START_TEST (test_state_changes_from_another_thread)
   gchar *models[] = { data (MODEL), data (MODEL_SE) };
 
   for (int mode = 0; mode < 2; mode++) {
-    gchar *launch = g_strdup_printf (
+    GstElement *pipeline = yolose_pipeline (
         "videotestsrc pattern=ball ! video/x-raw,format=YUY2,width=96,"
-        "height=64 ! yolose name=y model=\"%s\" kernels=%s input-size=160 "
-        "threads=1 post-messages=true mode=%s ! fakesink",
-        models[0], test_kernels (), mode ? "async" : "sync");
-    GstElement *pipeline = gst_parse_launch (launch, NULL);
+        "height=64",
+        "name=y input-size=160 post-messages=true", mode);
     GstElement *e = gst_bin_get_by_name (GST_BIN (pipeline), "y");
     GstBus *bus = gst_element_get_bus (pipeline);
     StateChanger changer = { pipeline, rounds (8, 1), NULL, 0 };
@@ -1570,13 +1563,10 @@ GST_START_TEST (test_state_changes_from_another_thread)
     fail_unless (gst_element_set_state (pipeline, GST_STATE_PLAYING)
         != GST_STATE_CHANGE_FAILURE);
     fail_unless (wait_for_detection (bus), "no detection after the changes");
-    fail_unless_equals_int (gst_element_set_state (pipeline, GST_STATE_NULL),
-        GST_STATE_CHANGE_SUCCESS);
+    stop_pipeline (pipeline);
     gst_bus_set_sync_handler (bus, NULL, NULL, NULL);
     gst_object_unref (bus);
     gst_object_unref (e);
-    gst_object_unref (pipeline);
-    g_free (launch);
   }
   g_free (models[0]);
   g_free (models[1]);
@@ -1881,9 +1871,6 @@ GST_START_TEST (test_labels_file)
   GstVideoInfo info;
   GArray *dets;
   GstElement *e;
-  GstBus *bus;
-  GstMessage *msg;
-  GError *error = NULL;
   gint fd;
 
   for (int i = 0; i < 80; i++)
@@ -1907,22 +1894,10 @@ GST_START_TEST (test_labels_file)
   g_array_free (dets, TRUE);
 
   e = gst_element_factory_make ("yolose", NULL);
-  bus = gst_bus_new ();
-  gst_element_set_bus (e, bus);
   model = data (MODEL);
   g_object_set (e, "model", model, "labels-file", bad, NULL);
   g_free (model);
-  fail_unless_equals_int (gst_element_set_state (e, GST_STATE_PAUSED),
-      GST_STATE_CHANGE_FAILURE);
-  msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
-  fail_unless (msg != NULL);
-  gst_message_parse_error (msg, &error, NULL);
-  fail_unless (strstr (error->message, bad) != NULL, "%s", error->message);
-  g_error_free (error);
-  gst_message_unref (msg);
-  gst_element_set_state (e, GST_STATE_NULL);
-  gst_element_set_bus (e, NULL);
-  gst_object_unref (bus);
+  assert_start_fails_naming (e, bad);
   gst_object_unref (e);
 
   g_unlink (good);
@@ -1948,13 +1923,10 @@ GST_START_TEST (test_threads_change_while_playing)
 
   gst_harness_set_src_caps (h, caps_of (&info));
   for (guint i = 0; i < G_N_ELEMENTS (threads); i++) {
-    GstBuffer *out;
     GArray *dets;
 
     g_object_set (e, "threads", threads[i], NULL);
-    out = push_copy (h, in, i * GST_SECOND);
-    dets = dets_from_buffer (out, info.width, info.height);
-    gst_buffer_unref (out);
+    dets = push_and_read_dets (h, in, &info, i * GST_SECOND);
     if (first == NULL)
       first = dets;
     else {
