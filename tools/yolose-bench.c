@@ -279,12 +279,11 @@ main (int argc, char **argv)
   GError *error = NULL;
   int status;
 
-  if (!parse_options (argc, argv, &opt, &error)) {
-    fprintf (stderr, "yolose-bench: %s\n", error->message);
-    g_error_free (error);
-    return 2;
-  }
-  status = run (&opt, &error);
+  /* A refused option still frees what GOption parsed (memcheck). */
+  if (!parse_options (argc, argv, &opt, &error))
+    status = 2;
+  else
+    status = run (&opt, &error);
   if (error != NULL) {
     fprintf (stderr, "yolose-bench: %s\n", error->message);
     g_error_free (error);

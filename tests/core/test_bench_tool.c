@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "slowcheck.h"
 #include "testdata.h"
 
 static const char *tool_path;
@@ -31,7 +32,8 @@ tool_run_clear (ToolRun *run)
   g_free (run->err);
 }
 
-/* Runs yolose-bench with the NULL-terminated arguments. */
+/* Runs yolose-bench with the NULL-terminated arguments; a run with a model
+ * gets $YOLOSE_TEST_KERNELS as --kernels first (see slowcheck.h). */
 static ToolRun
 run_bench (const char *first, ...)
 {
@@ -39,9 +41,14 @@ run_bench (const char *first, ...)
   ToolRun run = { -1, NULL, NULL };
   GError *error = NULL;
   int wait_status = 0;
+  const char *kernels = yolose_test_kernels_default ();
   va_list ap;
 
   g_ptr_array_add (argv, (gpointer)tool_path);
+  if (kernels != NULL && first != NULL && strcmp (first, "--model") == 0) {
+    g_ptr_array_add (argv, "--kernels");
+    g_ptr_array_add (argv, (gpointer)kernels);
+  }
   va_start (ap, first);
   for (const char *a = first; a != NULL; a = va_arg (ap, const char *))
     g_ptr_array_add (argv, (gpointer)a);
