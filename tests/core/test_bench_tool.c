@@ -79,9 +79,12 @@ model_path (const char *name)
 static JsonObject *
 last_json_line (JsonParser *parser, const char *text)
 {
-  char **lines = g_strsplit (g_strchomp (g_strdup (text)), "\n", -1);
+  char *copy = g_strchomp (g_strdup (text));
+  char **lines = g_strsplit (copy, "\n", -1);
   guint n = g_strv_length (lines);
   GError *error = NULL;
+
+  g_free (copy);
 
   ck_assert_uint_gt (n, 0);
   ck_assert_msg (json_parser_load_from_data (parser, lines[n - 1], -1, &error),
