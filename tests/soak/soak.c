@@ -469,7 +469,11 @@ soak_parallel (const char *model, int size, guint elements, guint64 frames)
     ok = ok && p.frames[i] == frames;
   }
   g_print ("; at most %d detecting at once\n", p.most_inside);
-  if (elements > 1 && p.most_inside < 2) {
+  /* valgrind runs one thread at a time: whether two detections overlap
+   * there depends only on where its scheduler switches threads. */
+  if (elements > 1 && p.most_inside < 2 && under_valgrind ()) {
+    g_print ("soak parallel: overlap not judged under valgrind\n");
+  } else if (elements > 1 && p.most_inside < 2) {
     g_printerr ("soak parallel: the elements never ran at the same time\n");
     ok = FALSE;
   }
