@@ -15,32 +15,12 @@
 # (that + network).  Needs perf (Debian: linux-perf).
 set -eu
 
-build=${1:?usage: element-profile.sh BUILD_DIR MODEL.pt [THREADS] [FRAMES]}
-model=${2:?usage: element-profile.sh BUILD_DIR MODEL.pt [THREADS] [FRAMES]}
-threads=${3:-2}
-frames=${4:-40}
 here=$(cd "$(dirname "$0")" && pwd)
-image=${YOLOSE_TESTDATA:-$here/../../shared/testdata}/images/bus.jpg
-[ -f "$image" ] || { echo "element-profile.sh: no $image (set YOLOSE_TESTDATA)" >&2; exit 1; }
+# shellcheck source=tools/element-clip.sh
+. "$here/element-clip.sh"
+element_clip_args 40 "$@"
 command -v perf >/dev/null || { echo "element-profile.sh: needs perf (apt-get install linux-perf)" >&2; exit 1; }
-
-export GST_PLUGIN_PATH="$build/gst-plugin${GST_PLUGIN_PATH:+:$GST_PLUGIN_PATH}"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT INT TERM
-
-caps=video/x-raw,width=1280,height=720,framerate=30/1
-if gst-inspect-1.0 x264enc >/dev/null 2>&1; then
-  encode="x264enc speed-preset=ultrafast key-int-max=30 ! h264parse ! mp4mux"
-  clip=$work/clip.mp4
-else
-  encode="jpegenc ! avimux"
-  clip=$work/clip.avi
-fi
-# shellcheck disable=SC2086 # $encode is a pipeline fragment
-gst-launch-1.0 -q filesrc location="$image" ! jpegdec ! videoconvert \
-  ! videoscale ! imagefreeze num-buffers="$frames" ! "$caps" \
-  ! videoconvert ! video/x-raw,format=I420 ! $encode \
-  ! filesink location="$clip"
+element_clip_encode "$frames"
 
 for overlay in false true; do
   perf record -q -e cpu-clock -o "$work/perf.data" -- gst-launch-1.0 -q \

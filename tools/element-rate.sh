@@ -15,32 +15,12 @@
 # Prints one JSON line per pipeline.  Run it on a quiet machine.
 set -eu
 
-build=${1:?usage: element-rate.sh BUILD_DIR MODEL.pt [THREADS] [FRAMES]}
-model=${2:?usage: element-rate.sh BUILD_DIR MODEL.pt [THREADS] [FRAMES]}
-threads=${3:-2}
-frames=${4:-100}
 here=$(cd "$(dirname "$0")" && pwd)
-image=${YOLOSE_TESTDATA:-$here/../../shared/testdata}/images/bus.jpg
-[ -f "$image" ] || { echo "element-rate.sh: no $image (set YOLOSE_TESTDATA)" >&2; exit 1; }
-
-export GST_PLUGIN_PATH="$build/gst-plugin${GST_PLUGIN_PATH:+:$GST_PLUGIN_PATH}"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT INT TERM
-
-caps=video/x-raw,width=1280,height=720,framerate=30/1
+# shellcheck source=tools/element-clip.sh
+. "$here/element-clip.sh"
+element_clip_args 100 "$@"
 source_frames=$((frames + 10))
-if gst-inspect-1.0 x264enc >/dev/null 2>&1; then
-  encode="x264enc speed-preset=ultrafast key-int-max=30 ! h264parse ! mp4mux"
-  clip=$work/clip.mp4
-else
-  encode="jpegenc ! avimux"
-  clip=$work/clip.avi
-fi
-# shellcheck disable=SC2086 # $encode is a pipeline fragment
-gst-launch-1.0 -q filesrc location="$image" ! jpegdec ! videoconvert \
-  ! videoscale ! imagefreeze num-buffers=$source_frames ! "$caps" \
-  ! videoconvert ! video/x-raw,format=I420 ! $encode \
-  ! filesink location="$clip"
+element_clip_encode "$source_frames"
 
 now() { date +%s.%N; }
 
