@@ -13,56 +13,11 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/wait.h>
 
-#include "slowcheck.h"
 #include "testdata.h"
+#include "tool_run.h"
 
 static const char *tool_path;
-
-typedef struct {
-  int status; /* exit code, or -1 if it did not exit */
-  char *out, *err;
-} ToolRun;
-
-static void
-tool_run_clear (ToolRun *run)
-{
-  g_free (run->out);
-  g_free (run->err);
-}
-
-/* Runs yolose-bench with the NULL-terminated arguments; a run with a model
- * gets $YOLOSE_TEST_KERNELS as --kernels first (see slowcheck.h). */
-static ToolRun
-run_bench (const char *first, ...)
-{
-  GPtrArray *argv = g_ptr_array_new ();
-  ToolRun run = { -1, NULL, NULL };
-  GError *error = NULL;
-  int wait_status = 0;
-  const char *kernels = yolose_test_kernels_default ();
-  va_list ap;
-
-  g_ptr_array_add (argv, (gpointer)tool_path);
-  if (kernels != NULL && first != NULL && strcmp (first, "--model") == 0) {
-    g_ptr_array_add (argv, "--kernels");
-    g_ptr_array_add (argv, (gpointer)kernels);
-  }
-  va_start (ap, first);
-  for (const char *a = first; a != NULL; a = va_arg (ap, const char *))
-    g_ptr_array_add (argv, (gpointer)a);
-  va_end (ap);
-  g_ptr_array_add (argv, NULL);
-  ck_assert_msg (g_spawn_sync (NULL, (char **)argv->pdata, NULL,
-                     G_SPAWN_DEFAULT, NULL, NULL, &run.out, &run.err,
-                     &wait_status, &error),
-      "cannot run %s: %s", tool_path, error ? error->message : "");
-  if (WIFEXITED (wait_status))
-    run.status = WEXITSTATUS (wait_status);
-  g_ptr_array_free (argv, TRUE);
-  return run;
-}
 
 static char *
 model_path (const char *name)
@@ -139,8 +94,9 @@ layer_rows (const char *text)
 START_TEST (test_json_line)
 {
   char *model = model_path ("yolov5n-se-coco.pt");
-  ToolRun run = run_bench ("--model", model, "--size", "64", "--threads", "1",
-      "--iterations", "3", "--warmup", "1", NULL);
+  YoloseToolRun run
+      = yolose_test_run_tool (tool_path, "--model", model, "--size", "64",
+          "--threads", "1", "--iterations", "3", "--warmup", "1", NULL);
   JsonParser *parser = json_parser_new ();
   JsonObject *o;
   double median, min, gflops;
@@ -162,7 +118,7 @@ START_TEST (test_json_line)
   ck_assert_int_eq (json_object_get_int_member (o, "size"), 64);
   ck_assert (json_object_get_string_member (o, "kernels") != NULL);
   g_object_unref (parser);
-  tool_run_clear (&run);
+  yolose_tool_run_clear (&run);
   g_free (model);
 }
 END_TEST
@@ -174,8 +130,9 @@ END_TEST
 START_TEST (test_per_layer_table)
 {
   char *model = model_path ("yolov5n-se-coco.pt");
-  ToolRun run = run_bench ("--model", model, "--size", "640", "--threads", "1",
-      "--iterations", "1", "--warmup", "0", "--per-layer", NULL);
+  YoloseToolRun run = yolose_test_run_tool (tool_path, "--model", model,
+      "--size", "640", "--threads", "1", "--iterations", "1", "--warmup", "0",
+      "--per-layer", NULL);
   JsonParser *parser = json_parser_new ();
   GArray *rows;
   double sum = 0.0, share = 0.0;
@@ -206,7 +163,7 @@ START_TEST (test_per_layer_table)
   ck_assert_double_eq_tol (share, 100.0, 26 * 0.06);
   g_array_free (rows, TRUE);
   g_object_unref (parser);
-  tool_run_clear (&run);
+  yolose_tool_run_clear (&run);
   g_free (model);
 }
 END_TEST
@@ -225,26 +182,27 @@ START_TEST (test_refusals)
 
   ck_assert (g_file_set_contents (short_input, "0123", 4, NULL));
   for (guint i = 0; i < G_N_ELEMENTS (expect); i++) {
-    ToolRun run
-        = run_bench ("--model", model, expect[i][0], expect[i][1], NULL);
+    YoloseToolRun run = yolose_test_run_tool (tool_path, "--model", model,
+        expect[i][0], expect[i][1], NULL);
     ck_assert_msg (run.status != 0 && run.err != NULL && run.err[0] != '\0',
         "%s %s: exit %d, no message", expect[i][0], expect[i][1], run.status);
-    tool_run_clear (&run);
+    yolose_tool_run_clear (&run);
   }
   {
-    ToolRun run = run_bench ("--model", "/nonexistent/m.pt", NULL);
+    YoloseToolRun run = yolose_test_run_tool (tool_path, "--model",
+        "/nonexistent/m.pt", NULL);
     ck_assert_int_ne (run.status, 0);
     ck_assert_msg (strstr (run.err, "/nonexistent/m.pt") != NULL,
         "message does not name the model: %s", run.err);
-    tool_run_clear (&run);
+    yolose_tool_run_clear (&run);
   }
   {
-    ToolRun run = run_bench ("--model", model, "--size", "64", "--input",
-        short_input, NULL);
+    YoloseToolRun run = yolose_test_run_tool (tool_path, "--model", model,
+        "--size", "64", "--input", short_input, NULL);
     ck_assert_int_ne (run.status, 0);
     ck_assert_msg (strstr (run.err, "short.f32") != NULL,
         "message does not name the input: %s", run.err);
-    tool_run_clear (&run);
+    yolose_tool_run_clear (&run);
   }
   g_unlink (short_input);
   g_rmdir (dir);

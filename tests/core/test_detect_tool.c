@@ -14,87 +14,27 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/wait.h>
 
 #include "slowcheck.h"
 #include "testdata.h"
+#include "tool_run.h"
 
 static const char *tool_path;
 static char *scratch_dir;
 
 /* ------------------------------------------------------------ helpers */
 
-typedef struct {
-  int status; /* exit code, or -1 if it did not exit */
-  char *out, *err;
-} ToolRun;
-
-static void
-tool_run_clear (ToolRun *run)
-{
-  g_free (run->out);
-  g_free (run->err);
-}
-
-/* Runs yolose-detect with the arguments in @ap.  A run with a model gets
- * $YOLOSE_TEST_KERNELS as --kernels (see slowcheck.h), and, when
- * @any_size, a network input of 320 in quick mode. */
-static ToolRun
-run_toolv (gboolean any_size, const char *first, va_list ap)
-{
-  GPtrArray *argv = g_ptr_array_new ();
-  ToolRun run = { -1, NULL, NULL };
-  GError *error = NULL;
-  int wait_status = 0;
-  const char *kernels = g_getenv ("YOLOSE_TEST_KERNELS");
-
-  g_ptr_array_add (argv, (gpointer)tool_path);
-  if (first != NULL && strcmp (first, "--model") == 0) {
-    if (kernels != NULL && *kernels != '\0') {
-      g_ptr_array_add (argv, "--kernels");
-      g_ptr_array_add (argv, (gpointer)kernels);
-    }
-    if (any_size && yolose_test_quick ()) {
-      g_ptr_array_add (argv, "--size");
-      g_ptr_array_add (argv, "320");
-    }
-  }
-  for (const char *a = first; a != NULL; a = va_arg (ap, const char *))
-    g_ptr_array_add (argv, (gpointer)a);
-  g_ptr_array_add (argv, NULL);
-  ck_assert_msg (g_spawn_sync (NULL, (char **)argv->pdata, NULL,
-                     G_SPAWN_DEFAULT, NULL, NULL, &run.out, &run.err,
-                     &wait_status, &error),
-      "cannot run %s: %s", tool_path, error ? error->message : "");
-  if (WIFEXITED (wait_status))
-    run.status = WEXITSTATUS (wait_status);
-  g_ptr_array_free (argv, TRUE);
-  return run;
-}
-
-/* Runs yolose-detect with the NULL-terminated arguments. */
-static ToolRun
-run_tool (const char *first, ...)
-{
-  ToolRun run;
-  va_list ap;
-
-  va_start (ap, first);
-  run = run_toolv (FALSE, first, ap);
-  va_end (ap);
-  return run;
-}
-
-/* The same, for a run whose checks hold at any network input size: in
- * quick mode it runs at 320 instead of 640. */
-static ToolRun
+/* Runs yolose-detect with the NULL-terminated arguments, for a run whose
+ * checks hold at any network input size: in quick mode it runs at 320
+ * instead of 640 (the others: yolose_test_run_tool). */
+static YoloseToolRun
 run_tool_any_size (const char *first, ...)
 {
-  ToolRun run;
+  YoloseToolRun run;
   va_list ap;
 
   va_start (ap, first);
-  run = run_toolv (TRUE, first, ap);
+  run = yolose_test_run_toolv (tool_path, "320", first, ap);
   va_end (ap);
   return run;
 }
@@ -241,13 +181,13 @@ START_TEST (test_bad_command_lines)
   };
 
   for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
-    ToolRun run = run_tool (cases[i][0], cases[i][1], cases[i][2],
-        cases[i][2] ? "x.jpg" : NULL, NULL);
+    YoloseToolRun run = yolose_test_run_tool (tool_path, cases[i][0],
+        cases[i][1], cases[i][2], cases[i][2] ? "x.jpg" : NULL, NULL);
     ck_assert_msg (run.status == 2, "case %d: exit %d", (int)i, run.status);
     ck_assert_msg (strstr (run.err, cases[i][3]) != NULL,
         "case %d: stderr does not name %s: %s", (int)i, cases[i][3], run.err);
     ck_assert_str_eq (run.out, "");
-    tool_run_clear (&run);
+    yolose_tool_run_clear (&run);
   }
 }
 END_TEST
@@ -258,17 +198,17 @@ START_TEST (test_bad_models)
 {
   char *garbage = scratch ("garbage.pt");
   char *missing = scratch ("missing.pt");
-  ToolRun run;
+  YoloseToolRun run;
 
   ck_assert (g_file_set_contents (garbage, "this is not a zip", -1, NULL));
-  run = run_tool ("--model", garbage, "x.jpg", NULL);
+  run = yolose_test_run_tool (tool_path, "--model", garbage, "x.jpg", NULL);
   ck_assert_int_eq (run.status, 1);
   ck_assert_msg (strstr (run.err, garbage) != NULL, "%s", run.err);
-  tool_run_clear (&run);
-  run = run_tool ("--model", missing, "x.jpg", NULL);
+  yolose_tool_run_clear (&run);
+  run = yolose_test_run_tool (tool_path, "--model", missing, "x.jpg", NULL);
   ck_assert_int_eq (run.status, 1);
   ck_assert_msg (strstr (run.err, missing) != NULL, "%s", run.err);
-  tool_run_clear (&run);
+  yolose_tool_run_clear (&run);
   g_free (garbage);
   g_free (missing);
 }
@@ -292,8 +232,8 @@ START_TEST (test_detections_match_upstream)
     char *model = data (rel);
     /* Quick mode: bus.jpg alone (test_bad_pictures has several). */
     guint n_images = yolose_test_count (2, 1);
-    ToolRun run
-        = run_tool ("--model", model, bus, n_images > 1 ? zidane : NULL, NULL);
+    YoloseToolRun run = yolose_test_run_tool (tool_path, "--model", model, bus,
+        n_images > 1 ? zidane : NULL, NULL);
     GPtrArray *lines;
 
     ck_assert_msg (run.status == 0, "exit %d: %s", run.status, run.err);
@@ -311,7 +251,7 @@ START_TEST (test_detections_match_upstream)
       g_free (what);
     }
     g_ptr_array_unref (lines);
-    tool_run_clear (&run);
+    yolose_tool_run_clear (&run);
     g_free (model);
     g_free (rel);
   }
@@ -329,7 +269,7 @@ START_TEST (test_bad_pictures)
   char *bus = data ("images/bus.jpg");
   char *missing = scratch ("missing.jpg");
   char *text = scratch ("text.png");
-  ToolRun run;
+  YoloseToolRun run;
   GPtrArray *lines;
 
   ck_assert (g_file_set_contents (text, "not a picture", -1, NULL));
@@ -340,7 +280,7 @@ START_TEST (test_bad_pictures)
   lines = parse_lines (run.out);
   ck_assert_uint_eq (lines->len, 1);
   g_ptr_array_unref (lines);
-  tool_run_clear (&run);
+  yolose_tool_run_clear (&run);
   g_free (model);
   g_free (bus);
   g_free (missing);
@@ -357,7 +297,7 @@ START_TEST (test_rgba_png)
   char *png = scratch ("bus-rgba.png");
   GdkPixbuf *rgb = gdk_pixbuf_new_from_file (bus, NULL);
   GdkPixbuf *rgba = gdk_pixbuf_add_alpha (rgb, FALSE, 0, 0, 0);
-  ToolRun from_jpeg, from_png;
+  YoloseToolRun from_jpeg, from_png;
   GPtrArray *a, *b;
 
   ck_assert (gdk_pixbuf_save (rgba, png, "png", NULL, NULL));
@@ -374,8 +314,8 @@ START_TEST (test_rgba_png)
           "detections")));
   g_ptr_array_unref (a);
   g_ptr_array_unref (b);
-  tool_run_clear (&from_jpeg);
-  tool_run_clear (&from_png);
+  yolose_tool_run_clear (&from_jpeg);
+  yolose_tool_run_clear (&from_png);
   g_object_unref (rgb);
   g_object_unref (rgba);
   g_free (model);
@@ -440,7 +380,7 @@ START_TEST (test_gray_and_rotated)
   char *model = data ("models/yolov5n-coco.pt");
   char *gray = scratch ("gray.png");
   char *rotated = scratch ("rotated.jpg");
-  ToolRun run;
+  YoloseToolRun run;
   GPtrArray *lines;
   JsonObject *o;
 
@@ -457,7 +397,7 @@ START_TEST (test_gray_and_rotated)
   ck_assert_int_eq (json_object_get_int_member (o, "width"), 8);
   ck_assert_int_eq (json_object_get_int_member (o, "height"), 16);
   g_ptr_array_unref (lines);
-  tool_run_clear (&run);
+  yolose_tool_run_clear (&run);
   g_free (model);
   g_free (gray);
   g_free (rotated);
@@ -476,8 +416,8 @@ START_TEST (test_raw_tensors)
   char *got_bytes, *want_bytes;
   gsize got_len, want_len;
   float max_box = 0.0f, max_score = 0.0f;
-  ToolRun run = run_tool ("--model", model, "--raw-input", in, "--raw-output",
-      out, NULL);
+  YoloseToolRun run = yolose_test_run_tool (tool_path, "--model", model,
+      "--raw-input", in, "--raw-output", out, NULL);
 
   ck_assert_msg (run.status == 0, "%s", run.err);
   ck_assert (g_file_get_contents (out, &got_bytes, &got_len, NULL));
@@ -493,13 +433,13 @@ START_TEST (test_raw_tensors)
   printf ("raw: max box error %.5f px, max score error %.2g\n", max_box,
       max_score);
   ck_assert (max_box <= 0.25f && max_score <= 1e-3f);
-  tool_run_clear (&run);
+  yolose_tool_run_clear (&run);
 
-  run = run_tool ("--model", model, "--raw-input", want_path, "--raw-output",
-      out, NULL);
+  run = yolose_test_run_tool (tool_path, "--model", model, "--raw-input",
+      want_path, "--raw-output", out, NULL);
   ck_assert_int_eq (run.status, 1);
   ck_assert_msg (strstr (run.err, "8568000 bytes") != NULL, "%s", run.err);
-  tool_run_clear (&run);
+  yolose_tool_run_clear (&run);
   g_free (got_bytes);
   g_free (want_bytes);
   g_free (model);
@@ -513,13 +453,14 @@ END_TEST
 START_TEST (test_info)
 {
   char *model = data ("models/yolov5s-se-voc-random.pt");
-  ToolRun run = run_tool ("--model", model, "--info", NULL);
+  YoloseToolRun run
+      = yolose_test_run_tool (tool_path, "--model", model, "--info", NULL);
 
   ck_assert_msg (run.status == 0, "%s", run.err);
   ck_assert_msg (strstr (run.out, "SElayer") != NULL, "%s", run.out);
   ck_assert_msg (strstr (run.out, "20 classes") != NULL, "%s", run.out);
   ck_assert_msg (strstr (run.out, "19=tvmonitor") != NULL, "%s", run.out);
-  tool_run_clear (&run);
+  yolose_tool_run_clear (&run);
   g_free (model);
 }
 END_TEST
