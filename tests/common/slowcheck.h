@@ -20,6 +20,13 @@
 #include <stdio.h>
 #include <string.h>
 
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define YOLOSE_TEST_HAVE_VALGRIND_H 1
+#endif
+#endif
+
 /* Whether YOLOSE_TEST_QUICK is set (to anything but "" or "0"). */
 static inline gboolean
 yolose_test_quick (void)
@@ -72,6 +79,20 @@ yolose_test_kernels_default (void)
   const char *only = g_getenv ("YOLOSE_TEST_KERNELS");
 
   return only != NULL && *only != '\0' ? only : NULL;
+}
+
+/* Whether the program runs under valgrind: its client request when the
+ * header is there, otherwise its preloaded library in LD_PRELOAD. */
+static inline gboolean
+yolose_test_under_valgrind (void)
+{
+  const char *preload = g_getenv ("LD_PRELOAD");
+
+#ifdef YOLOSE_TEST_HAVE_VALGRIND_H
+  if (RUNNING_ON_VALGRIND)
+    return TRUE;
+#endif
+  return preload != NULL && strstr (preload, "vgpreload") != NULL;
 }
 
 #endif

@@ -33,12 +33,6 @@
 #ifndef COUNTING_POSSIBLE
 #define COUNTING_POSSIBLE 0
 #endif
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#define HAVE_VALGRIND_H 1
-#endif
-#endif
 
 static atomic_int counting;
 static atomic_long n_allocations;
@@ -104,20 +98,6 @@ free (void *p)
   __libc_free (p);
 }
 #endif
-
-/* Whether the program runs under valgrind: its client request when the
- * header is there, otherwise its preloaded library. */
-static gboolean
-under_valgrind (void)
-{
-  const char *preload = g_getenv ("LD_PRELOAD");
-
-#ifdef HAVE_VALGRIND_H
-  if (RUNNING_ON_VALGRIND)
-    return TRUE;
-#endif
-  return preload != NULL && strstr (preload, "vgpreload") != NULL;
-}
 
 static long
 stop_counting (void)
@@ -226,7 +206,7 @@ main (void)
             "allocations cannot be counted here\n");
     return YOLOSE_TEST_SKIP;
   }
-  if (under_valgrind ()) {
+  if (yolose_test_under_valgrind ()) {
     printf ("SKIP: valgrind replaces malloc in this program too, so "
             "allocations cannot be counted under it\n");
     return YOLOSE_TEST_SKIP;

@@ -29,6 +29,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "slowcheck.h"
+
 #define RSS_TOLERANCE 0.05
 
 /* AddressSanitizer keeps freed memory in quarantine (up to 256 MiB), so the
@@ -42,12 +44,6 @@
 #endif
 #ifndef RSS_MEANINGFUL
 #define RSS_MEANINGFUL TRUE
-#endif
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#define HAVE_VALGRIND_H 1
-#endif
 #endif
 #define MAX_SAMPLES 64
 #define FRAME_CAPS "video/x-raw,format=I420,width=320,height=240"
@@ -147,21 +143,6 @@ print_rss_trace (const gint64 *samples, guint n)
   g_print ("\n");
 }
 
-/* Whether the process runs under valgrind (its client request when the
- * header is there, otherwise its preloaded library), whose allocator keeps
- * freed blocks aside (--freelist-vol) like ASan's quarantine. */
-static gboolean
-under_valgrind (void)
-{
-  const char *preload = g_getenv ("LD_PRELOAD");
-
-#ifdef HAVE_VALGRIND_H
-  if (RUNNING_ON_VALGRIND)
-    return TRUE;
-#endif
-  return preload != NULL && strstr (preload, "vgpreload") != NULL;
-}
-
 /* The element's `kernels` property: $YOLOSE_TEST_KERNELS when set (CI's
  * memcheck step: "generic"; valgrind emulates FMA lane by lane), as a
  * property string to append, or "". */
@@ -181,7 +162,9 @@ static gboolean
 rss_flat (const char *what, gint64 warm, gint64 end)
 {
   double growth = warm > 0 ? (double)(end - warm) / (double)warm : 1.0;
-  gboolean meaningful = RSS_MEANINGFUL && !under_valgrind ();
+  /* valgrind's allocator keeps freed blocks aside (--freelist-vol) like
+   * ASan's quarantine. */
+  gboolean meaningful = RSS_MEANINGFUL && !yolose_test_under_valgrind ();
 
   g_print ("soak %s: VmRSS after warm-up %" G_GINT64_FORMAT " KiB, at the "
            "end %" G_GINT64_FORMAT " KiB: %+.2f %% (limit %+.0f %%)%s\n",
@@ -471,7 +454,7 @@ soak_parallel (const char *model, int size, guint elements, guint64 frames)
   g_print ("; at most %d detecting at once\n", p.most_inside);
   /* valgrind runs one thread at a time: whether two detections overlap
    * there depends only on where its scheduler switches threads. */
-  if (elements > 1 && p.most_inside < 2 && under_valgrind ()) {
+  if (elements > 1 && p.most_inside < 2 && yolose_test_under_valgrind ()) {
     g_print ("soak parallel: overlap not judged under valgrind\n");
   } else if (elements > 1 && p.most_inside < 2) {
     g_printerr ("soak parallel: the elements never ran at the same time\n");
