@@ -21,9 +21,13 @@
  * against the upstream reference tensors (bit-identical).
  *
  * Every layout of image.h is read in place; YUV taps are converted to RGB
- * before resampling, so a YUV frame gives what its RGB conversion would. */
+ * before resampling, so a YUV frame gives what its RGB conversion would.
+ * This file computes the taps and cuts the output into spans; the pixels
+ * of a span are computed in letterbox_span.c, which has an AVX2 build. */
 #include "letterbox.h"
+#include "cpu_features.h"
 #include "kernels_pool.h"
+#include "letterbox_span.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -31,8 +35,6 @@
 #define PAD_LEVEL 114
 #define COEF_BITS 11
 #define COEF_ONE (1 << COEF_BITS)
-/* Output columns whose taps are computed at once (a few kB of stack). */
-#define SPAN 256
 
 void
 yolose_letterbox_compute (int width, int height, int size, YoloseLetterbox *box)
@@ -60,15 +62,8 @@ yolose_letterbox_compute (int width, int height, int size, YoloseLetterbox *box)
 
 /* ---- pixel access ------------------------------------------------------ */
 
-/* Fixed-point (16 fractional bits) YUV -> RGB matrix for one colour
- * standard and range, as videoconvert applies it. */
-typedef struct {
-  int y_offset;
-  int y_gain, r_v, g_u, g_v, b_u;
-} YuvCoeffs;
-
 static void
-yuv_coeffs_init (YuvCoeffs *k, YoloseYuvMatrix matrix, gboolean full_range)
+yuv_coeffs_init (LetterboxYuv *k, YoloseYuvMatrix matrix, gboolean full_range)
 {
   double kr = matrix == YOLOSE_YUV_BT709 ? 0.2126 : 0.299;
   double kb = matrix == YOLOSE_YUV_BT709 ? 0.0722 : 0.114;
@@ -85,89 +80,25 @@ yuv_coeffs_init (YuvCoeffs *k, YoloseYuvMatrix matrix, gboolean full_range)
   k->g_v = (int)lround (-2.0 * kr * (1.0 - kr) / kg * c);
 }
 
-static inline int
-fixed_to_level (int v)
-{
-  /* v has 16 fractional bits; round, then clamp to 0..255 without ever
-   * shifting a negative number. */
-  v += 1 << 15;
-  if (v < 0)
-    return 0;
-  v >>= 16;
-  return v > 255 ? 255 : v;
-}
-
-/* Writes the pixel as B, G, R (OpenCV's order: the arithmetic does not
- * depend on it, but it keeps the emulated image honest). */
-static inline void
-yuv_to_bgr (const YuvCoeffs *k, int y, int u, int v, int bgr[3])
-{
-  int luma = k->y_gain * (y - k->y_offset);
-
-  u -= 128;
-  v -= 128;
-  bgr[2] = fixed_to_level (luma + k->r_v * v);
-  bgr[1] = fixed_to_level (luma + k->g_u * u + k->g_v * v);
-  bgr[0] = fixed_to_level (luma + k->b_u * u);
-}
-
-/* The rows of every plane that hold source row y. */
-typedef struct {
-  const guint8 *p[3];
-} SourceRow;
-
 static inline const guint8 *
 plane_row (const YoloseImage *image, int plane, int y)
 {
   return image->planes[plane] + (ptrdiff_t)y * image->strides[plane];
 }
 
-static inline SourceRow
-source_row (const YoloseImage *image, YoloseImageLayout layout, int y)
+static LetterboxSourceRow
+source_row (const YoloseImage *image, int y)
 {
-  SourceRow row = { { NULL, NULL, NULL } };
+  LetterboxSourceRow row = { { NULL, NULL, NULL } };
 
   row.p[0] = plane_row (image, 0, y);
-  if (layout == YOLOSE_IMAGE_YUV420_PLANAR) {
+  if (image->layout == YOLOSE_IMAGE_YUV420_PLANAR) {
     row.p[1] = plane_row (image, 1, y / 2);
     row.p[2] = plane_row (image, 2, y / 2);
-  } else if (layout == YOLOSE_IMAGE_YUV420_SEMIPLANAR) {
+  } else if (image->layout == YOLOSE_IMAGE_YUV420_SEMIPLANAR) {
     row.p[1] = plane_row (image, 1, y / 2);
   }
   return row;
-}
-
-/* @layout is always a constant at the call site, so each caller gets its
- * own switch-free copy. */
-static inline __attribute__ ((always_inline)) void
-fetch_bgr (const YoloseImage *image, YoloseImageLayout layout,
-    const YuvCoeffs *k, const SourceRow *row, int x, int bgr[3])
-{
-  const guint8 *p;
-
-  switch (layout) {
-    case YOLOSE_IMAGE_PACKED_RGB:
-      p = row->p[0] + (ptrdiff_t)x * image->pixel_stride;
-      bgr[0] = p[image->b_offset];
-      bgr[1] = p[image->g_offset];
-      bgr[2] = p[image->r_offset];
-      break;
-    case YOLOSE_IMAGE_GRAY8:
-      bgr[0] = bgr[1] = bgr[2] = row->p[0][x];
-      break;
-    case YOLOSE_IMAGE_YUV420_PLANAR:
-      yuv_to_bgr (k, row->p[0][x], row->p[1][x / 2], row->p[2][x / 2], bgr);
-      break;
-    case YOLOSE_IMAGE_YUV420_SEMIPLANAR:
-      p = row->p[1] + (ptrdiff_t)(x / 2) * 2;
-      yuv_to_bgr (k, row->p[0][x], p[image->u_offset], p[image->v_offset], bgr);
-      break;
-    case YOLOSE_IMAGE_YUV422_PACKED:
-      p = row->p[0] + (ptrdiff_t)(x / 2) * 4;
-      yuv_to_bgr (k, p[image->y_offset + (x & 1) * 2], p[image->u_offset],
-          p[image->v_offset], bgr);
-      break;
-  }
 }
 
 /* ---- OpenCV's linear coefficients ------------------------------------- */
@@ -211,25 +142,15 @@ inverse_ratio (int src_len, int dst_len)
   return 1.0 / ((double)dst_len / src_len);
 }
 
-/* VResizeLinearVec_32s8u for one element (see the top of the file). */
-static inline int
-vertical_blend (int h0, int h1, const Tap *row_tap)
-{
-  int t0 = ((h0 >> 4) * row_tap->w0) >> 16;
-  int t1 = ((h1 >> 4) * row_tap->w1) >> 16;
-  int v = (t0 + t1 + 2) >> 2;
-
-  return v > 255 ? 255 : v;
-}
-
 /* ---- rows -------------------------------------------------------------- */
 
 typedef struct {
   const YoloseImage *image;
   const YoloseLetterbox *box;
-  const YuvCoeffs *yuv;
-  const float *level; /* level[v] = v / 255.0f */
-  float *planes[3];   /* R, G, B */
+  const LetterboxYuv *yuv;
+  LetterboxSpanFunc span_func;
+  float gray;       /* PAD_LEVEL / 255 */
+  float *planes[3]; /* R, G, B */
 } FillJob;
 
 static inline float *
@@ -238,100 +159,49 @@ out_at (const FillJob *job, int plane, int x, int y)
   return job->planes[plane] + (gsize)y * job->box->size + x;
 }
 
-static inline void
-store_bgr (const FillJob *job, int x, int y, const int bgr[3])
+/* Output columns [x0, x0 + count) of the picture: OpenCV's taps, or, when
+ * the frame already has the resized size (upstream then skips cv::resize),
+ * the pixel itself with weights (1, 0), which the blend returns exactly. */
+static void
+span_columns (const YoloseLetterbox *box, gboolean same_size, int x0, int count,
+    LetterboxColumns *cols)
 {
-  *out_at (job, 0, x, y) = job->level[bgr[2]];
-  *out_at (job, 1, x, y) = job->level[bgr[1]];
-  *out_at (job, 2, x, y) = job->level[bgr[0]];
-}
-
-/* Output columns [x0, x0 + count) of resized row @dy. */
-static inline __attribute__ ((always_inline)) void
-resample_span_as (const FillJob *job, YoloseImageLayout layout, const Tap *cols,
-    int x0, int count, int dy)
-{
-  const YoloseLetterbox *box = job->box;
-  Tap row_tap = linear_tap (dy, inverse_ratio (box->src_h, box->resized_h),
-      box->src_h, FALSE);
-  SourceRow r0 = source_row (job->image, layout, row_tap.src0);
-  SourceRow r1 = source_row (job->image, layout, row_tap.src1);
+  double inv_ratio = inverse_ratio (box->src_w, box->resized_w);
 
   for (int i = 0; i < count; i++) {
-    const Tap *c = &cols[i];
-    int a[3], b[3], d[3], e[3], out[3];
-
-    fetch_bgr (job->image, layout, job->yuv, &r0, c->src0, a);
-    fetch_bgr (job->image, layout, job->yuv, &r0, c->src1, b);
-    fetch_bgr (job->image, layout, job->yuv, &r1, c->src0, d);
-    fetch_bgr (job->image, layout, job->yuv, &r1, c->src1, e);
-    for (int ch = 0; ch < 3; ch++) {
-      int h0 = a[ch] * c->w0 + b[ch] * c->w1;
-      int h1 = d[ch] * c->w0 + e[ch] * c->w1;
-      out[ch] = vertical_blend (h0, h1, &row_tap);
-    }
-    store_bgr (job, box->left + x0 + i, box->top + dy, out);
+    Tap tap = { x0 + i, x0 + i, COEF_ONE, 0 };
+    if (!same_size)
+      tap = linear_tap (x0 + i, inv_ratio, box->src_w, TRUE);
+    cols->src0[i] = tap.src0;
+    cols->src1[i] = tap.src1;
+    cols->w0[i] = tap.w0;
+    cols->w1[i] = tap.w1;
   }
 }
 
-/* Same size: upstream skips cv::resize, so pixels are copied. */
-static inline __attribute__ ((always_inline)) void
-copy_span_as (const FillJob *job, YoloseImageLayout layout, int x0, int count,
-    int dy)
-{
-  SourceRow row = source_row (job->image, layout, dy);
-
-  for (int x = x0; x < x0 + count; x++) {
-    int bgr[3];
-
-    fetch_bgr (job->image, layout, job->yuv, &row, x, bgr);
-    store_bgr (job, job->box->left + x, job->box->top + dy, bgr);
-  }
-}
-
+/* Resized row @dy, output columns [x0, x0 + count). */
 static void
-resample_span (const FillJob *job, const Tap *cols, int x0, int count, int dy)
+resample_span (const FillJob *job, const LetterboxColumns *cols,
+    gboolean same_size, int x0, int count, int dy)
 {
-  switch (job->image->layout) {
-    case YOLOSE_IMAGE_PACKED_RGB:
-      resample_span_as (job, YOLOSE_IMAGE_PACKED_RGB, cols, x0, count, dy);
-      break;
-    case YOLOSE_IMAGE_GRAY8:
-      resample_span_as (job, YOLOSE_IMAGE_GRAY8, cols, x0, count, dy);
-      break;
-    case YOLOSE_IMAGE_YUV420_PLANAR:
-      resample_span_as (job, YOLOSE_IMAGE_YUV420_PLANAR, cols, x0, count, dy);
-      break;
-    case YOLOSE_IMAGE_YUV420_SEMIPLANAR:
-      resample_span_as (job, YOLOSE_IMAGE_YUV420_SEMIPLANAR, cols, x0, count,
-          dy);
-      break;
-    case YOLOSE_IMAGE_YUV422_PACKED:
-      resample_span_as (job, YOLOSE_IMAGE_YUV422_PACKED, cols, x0, count, dy);
-      break;
-  }
-}
+  const YoloseLetterbox *box = job->box;
+  Tap row_tap = { dy, dy, COEF_ONE, 0 };
+  LetterboxSpan span;
 
-static void
-copy_span (const FillJob *job, int x0, int count, int dy)
-{
-  switch (job->image->layout) {
-    case YOLOSE_IMAGE_PACKED_RGB:
-      copy_span_as (job, YOLOSE_IMAGE_PACKED_RGB, x0, count, dy);
-      break;
-    case YOLOSE_IMAGE_GRAY8:
-      copy_span_as (job, YOLOSE_IMAGE_GRAY8, x0, count, dy);
-      break;
-    case YOLOSE_IMAGE_YUV420_PLANAR:
-      copy_span_as (job, YOLOSE_IMAGE_YUV420_PLANAR, x0, count, dy);
-      break;
-    case YOLOSE_IMAGE_YUV420_SEMIPLANAR:
-      copy_span_as (job, YOLOSE_IMAGE_YUV420_SEMIPLANAR, x0, count, dy);
-      break;
-    case YOLOSE_IMAGE_YUV422_PACKED:
-      copy_span_as (job, YOLOSE_IMAGE_YUV422_PACKED, x0, count, dy);
-      break;
-  }
+  if (!same_size)
+    row_tap = linear_tap (dy, inverse_ratio (box->src_h, box->resized_h),
+        box->src_h, FALSE);
+  span.image = job->image;
+  span.yuv = job->yuv;
+  span.cols = cols;
+  span.count = count;
+  span.rows[0] = source_row (job->image, row_tap.src0);
+  span.rows[1] = source_row (job->image, row_tap.src1);
+  span.row_w0 = row_tap.w0;
+  span.row_w1 = row_tap.w1;
+  for (int plane = 0; plane < 3; plane++)
+    span.out[plane] = out_at (job, plane, box->left + x0, box->top + dy);
+  job->span_func (&span);
 }
 
 static void
@@ -347,7 +217,7 @@ static void
 pad_row (const FillJob *job, int y)
 {
   const YoloseLetterbox *box = job->box;
-  float gray = job->level[PAD_LEVEL];
+  float gray = job->gray;
   int right = box->left + box->resized_w;
 
   for (int plane = 0; plane < 3; plane++) {
@@ -384,7 +254,8 @@ typedef struct {
 } FillRun;
 
 /* Output rows [y0, y1): their gray margins, then the picture in spans of
- * SPAN columns, whose horizontal taps are computed once per span. */
+ * LETTERBOX_SPAN columns, whose horizontal taps are computed once per
+ * span. */
 static void
 fill_rows (void *data, int task, int worker)
 {
@@ -394,51 +265,79 @@ fill_rows (void *data, int task, int worker)
   int y1 = MIN (y0 + run->rows_per_task, box->size);
   int dy0 = MAX (y0 - box->top, 0);
   int dy1 = MIN (y1 - box->top, box->resized_h);
-  double inv_ratio_x = inverse_ratio (box->src_w, box->resized_w);
-  Tap cols[SPAN];
+  LetterboxColumns cols;
 
   (void)worker;
   for (int y = y0; y < y1; y++)
     pad_row (&run->job, y);
-  for (int x0 = 0; x0 < box->resized_w && dy0 < dy1; x0 += SPAN) {
-    int count = MIN (SPAN, box->resized_w - x0);
+  for (int x0 = 0; x0 < box->resized_w && dy0 < dy1; x0 += LETTERBOX_SPAN) {
+    int count = MIN (LETTERBOX_SPAN, box->resized_w - x0);
 
-    if (!run->same_size)
-      for (int i = 0; i < count; i++)
-        cols[i] = linear_tap (x0 + i, inv_ratio_x, box->src_w, TRUE);
-    for (int dy = dy0; dy < dy1; dy++) {
-      if (run->same_size)
-        copy_span (&run->job, x0, count, dy);
-      else
-        resample_span (&run->job, cols, x0, count, dy);
-    }
+    span_columns (box, run->same_size, x0, count, &cols);
+    for (int dy = dy0; dy < dy1; dy++)
+      resample_span (&run->job, &cols, run->same_size, x0, count, dy);
   }
+}
+
+gboolean
+yolose_letterbox_path_available (YoloseLetterboxPath path)
+{
+  switch (path) {
+    case YOLOSE_LETTERBOX_AUTO:
+    case YOLOSE_LETTERBOX_PORTABLE:
+      return TRUE;
+    case YOLOSE_LETTERBOX_AVX2:
+#ifdef YOLOSE_HAVE_AVX2
+      return yolose_cpu_has_avx2_fma ();
+#else
+      return FALSE;
+#endif
+  }
+  return FALSE;
+}
+
+static LetterboxSpanFunc
+span_func_for (YoloseLetterboxPath path)
+{
+#ifdef YOLOSE_HAVE_AVX2
+  if (path != YOLOSE_LETTERBOX_PORTABLE && yolose_cpu_has_avx2_fma ())
+    return yolose_letterbox_span_avx2;
+#endif
+  (void)path;
+  return yolose_letterbox_span_generic;
+}
+
+void
+yolose_letterbox_fill (const YoloseImage *image, const YoloseLetterbox *box,
+    float *dst, int threads)
+{
+  yolose_letterbox_fill_with (image, box, dst, threads, YOLOSE_LETTERBOX_AUTO);
 }
 
 /* Runs on the kernels' pool, like the network that follows: an OpenMP
  * region's threads would go on spinning into its first layers. */
 void
-yolose_letterbox_fill (const YoloseImage *image, const YoloseLetterbox *box,
-    float *dst, int threads)
+yolose_letterbox_fill_with (const YoloseImage *image,
+    const YoloseLetterbox *box, float *dst, int threads,
+    YoloseLetterboxPath path)
 {
   gsize plane_size;
-  float level[256];
-  YuvCoeffs yuv;
+  LetterboxYuv yuv;
   FillRun run;
   int n_threads = threads > 0 ? threads : (int)g_get_num_processors ();
   int n_tasks;
 
   g_return_if_fail (image != NULL && box != NULL && dst != NULL);
   g_return_if_fail (image_matches (image, box));
+  g_return_if_fail (yolose_letterbox_path_available (path));
 
-  for (int v = 0; v < 256; v++)
-    level[v] = (float)v / 255.0f;
   yuv_coeffs_init (&yuv, image->matrix, image->full_range);
   plane_size = (gsize)box->size * box->size;
   run.job.image = image;
   run.job.box = box;
   run.job.yuv = &yuv;
-  run.job.level = level;
+  run.job.span_func = span_func_for (path);
+  run.job.gray = (float)PAD_LEVEL / 255.0f;
   for (int plane = 0; plane < 3; plane++)
     run.job.planes[plane] = dst + plane * plane_size;
   run.same_size = box->resized_w == box->src_w && box->resized_h == box->src_h;

@@ -28,9 +28,25 @@ void yolose_letterbox_compute (int width, int height, int size,
 
 /* Writes the R, G, B planes (each S x S float32, values in [0, 1]) of the
  * letterboxed @image into @dst (3 * S * S floats). @image must have the
- * size @box was computed for. OpenMP-parallel over rows with @threads. */
+ * size @box was computed for. Parallel over rows, @threads threads of the
+ * kernels' pool. */
 void yolose_letterbox_fill (const YoloseImage *image,
     const YoloseLetterbox *box, float *dst, int threads);
+
+/* The implementations of the resampling: every one gives the same bits
+ * (they compute the same integers); AUTO takes the fastest this CPU runs.
+ * Tests run each one against the oracles. */
+typedef enum {
+  YOLOSE_LETTERBOX_AUTO,
+  YOLOSE_LETTERBOX_PORTABLE,
+  YOLOSE_LETTERBOX_AVX2,
+} YoloseLetterboxPath;
+
+gboolean yolose_letterbox_path_available (YoloseLetterboxPath path);
+
+void yolose_letterbox_fill_with (const YoloseImage *image,
+    const YoloseLetterbox *box, float *dst, int threads,
+    YoloseLetterboxPath path);
 
 G_END_DECLS
 

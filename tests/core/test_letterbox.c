@@ -10,7 +10,10 @@
  *  - layouts: the same picture in every layout must give the same tensor;
  *    YUV against the RGB path of the picture it was made from;
  *  - data: bus.jpg and zidane.jpg decoded by gdk-pixbuf against the
- *    reference input tensors computed by upstream's own Python. */
+ *    reference input tensors computed by upstream's own Python.
+ * Every pixel test runs once per implementation of the resampling
+ * (portable, AVX2), and the two are compared bit for bit on random
+ * pictures in every layout. */
 #include <check.h>
 #include <gdk-pixbuf/gdk-pixbuf.h>
 #include <math.h>
@@ -70,6 +73,29 @@ make_rgb (int w, int h, int pad, gboolean smooth)
   return rgb;
 }
 
+/* The implementation under test: set by use_path () from the loop index
+ * of the pixel tests. */
+static YoloseLetterboxPath test_path = YOLOSE_LETTERBOX_AUTO;
+static const YoloseLetterboxPath paths[]
+    = { YOLOSE_LETTERBOX_PORTABLE, YOLOSE_LETTERBOX_AVX2 };
+static const char *const path_names[] = { "portable", "avx2" };
+#define N_PATHS 2
+
+/* Selects path @i for this test; FALSE (saying why) when this build or
+ * CPU lacks it. */
+static gboolean
+use_path (int i)
+{
+  if (!yolose_letterbox_path_available (paths[i])) {
+    printf ("letterbox path %s: not available on this build or CPU, its "
+            "runs of the pixel tests are skipped\n",
+        path_names[i]);
+    return FALSE;
+  }
+  test_path = paths[i];
+  return TRUE;
+}
+
 static float *
 letterbox (const YoloseImage *image, int size, int threads,
     YoloseLetterbox *box_out)
@@ -81,7 +107,7 @@ letterbox (const YoloseImage *image, int size, int threads,
   for (gsize i = 0; i < 3 * (gsize)size * size; i++)
     dst[i] = -1.0f;
   yolose_letterbox_compute (image->width, image->height, size, &box);
-  yolose_letterbox_fill (image, &box, dst, threads);
+  yolose_letterbox_fill_with (image, &box, dst, threads, test_path);
   if (box_out)
     *box_out = box;
   return dst;
@@ -218,6 +244,9 @@ hex_byte (const char *p)
  * (downscale, upscale, exact 2x, 1x1, odd sizes). */
 START_TEST (test_matches_recorded_opencv)
 {
+  if (!use_path (_i))
+    return;
+
   for (gsize i = 0; i < G_N_ELEMENTS (recorded); i++) {
     int w = recorded[i].w, h = recorded[i].h, s = recorded[i].size;
     gsize n = 3 * (gsize)s * s;
@@ -267,6 +296,9 @@ bilinear (const guint8 *rgb, int w, int h, int stride, int c, double fx,
  * textbook bilinear resize, with the gray border exactly 114/255. */
 START_TEST (test_close_to_textbook_bilinear)
 {
+  if (!use_path (_i))
+    return;
+
   static const int sizes[][3] = {
     { 3840, 2160, 640 },
     { 1, 1, 64 },
@@ -344,6 +376,9 @@ static const PackedLayout packed_layouts[] = {
  * padded strides, gives the identical tensor. */
 START_TEST (test_packed_layouts_identical)
 {
+  if (!use_path (_i))
+    return;
+
   int w = 37, h = 23, s = 64, pad = 7;
   guint8 *rgb = make_rgb (w, h, 0, FALSE);
   YoloseImage image;
@@ -390,6 +425,9 @@ END_TEST
 /* GRAY8 gives R = G = B, equal to the RGB path of the gray picture. */
 START_TEST (test_gray_replicates)
 {
+  if (!use_path (_i))
+    return;
+
   int w = 29, h = 41, s = 32;
   guint8 *gray = g_malloc ((gsize)w * h);
   guint8 *rgb = g_malloc ((gsize)w * h * 3);
@@ -595,6 +633,9 @@ letterbox_rgb (const guint8 *rgb, int w, int h, int s)
  * smears, is a large part of the picture). */
 START_TEST (test_yuv_layouts)
 {
+  if (!use_path (_i))
+    return;
+
   static const int sizes[][3] = { { 97, 61, 64 }, { 7, 5, 32 }, { 1, 1, 32 },
     { 3, 3, 32 }, { 640, 360, 640 }, { 1920, 1080, 320 } };
   /* Quick mode: the small pictures only (97x61 is the downscale). */
@@ -669,6 +710,9 @@ END_TEST
  * Y 16 black, 81/90/240 red; BT.709 full: 255 white). */
 START_TEST (test_yuv_known_colours)
 {
+  if (!use_path (_i))
+    return;
+
   static const struct {
     gboolean bt709, full;
     guint8 y, u, v;
@@ -716,6 +760,9 @@ END_TEST
  * and the border is exactly 114 / 255. */
 START_TEST (test_identity_and_padding)
 {
+  if (!use_path (_i))
+    return;
+
   int w = 32, h = 20, s = 32;
   guint8 *rgb = make_rgb (w, h, 0, FALSE);
   YoloseImage image;
@@ -745,6 +792,9 @@ END_TEST
 /* The thread count never changes a single value. */
 START_TEST (test_threads_do_not_change_output)
 {
+  if (!use_path (_i))
+    return;
+
   int w = 1001, h = 333, s = 320;
   guint8 *rgb = make_rgb (w, h, 1, FALSE);
   YoloseImage image;
@@ -760,6 +810,106 @@ START_TEST (test_threads_do_not_change_output)
   }
   g_free (one);
   g_free (rgb);
+}
+END_TEST
+
+/* ------------------------------------------------ implementations */
+
+/* A picture of random bytes in layout @layout (0..4 of image.h; packed RGB
+ * as 4-byte BGRx), every plane's rows padded by a few bytes. */
+static void
+random_image (GRand *rand, YoloseImageLayout layout, int w, int h,
+    YoloseImage *image, guint8 *bufs[3])
+{
+  int cw = (w + 1) / 2, ch = (h + 1) / 2;
+  int widths[3] = { w, cw, cw }, heights[3] = { h, ch, ch }, n_planes = 1;
+
+  memset (image, 0, sizeof *image);
+  image->layout = layout;
+  image->width = w;
+  image->height = h;
+  image->matrix = g_rand_boolean (rand) ? YOLOSE_YUV_BT709 : YOLOSE_YUV_BT601;
+  image->full_range = g_rand_boolean (rand);
+  switch (layout) {
+    case YOLOSE_IMAGE_PACKED_RGB:
+      widths[0] = 4 * w;
+      image->pixel_stride = 4;
+      image->b_offset = 0;
+      image->g_offset = 1;
+      image->r_offset = 2;
+      break;
+    case YOLOSE_IMAGE_GRAY8:
+      break;
+    case YOLOSE_IMAGE_YUV420_PLANAR:
+      n_planes = 3;
+      break;
+    case YOLOSE_IMAGE_YUV420_SEMIPLANAR:
+      n_planes = 2;
+      widths[1] = 2 * cw;
+      image->u_offset = 1; /* NV21 */
+      break;
+    case YOLOSE_IMAGE_YUV422_PACKED:
+      widths[0] = 4 * cw;
+      image->y_offset = 1; /* UYVY */
+      image->u_offset = 0;
+      image->v_offset = 2;
+      break;
+  }
+  for (int p = 0; p < 3; p++) {
+    gsize size;
+    bufs[p] = NULL;
+    if (p >= n_planes)
+      continue;
+    image->strides[p] = widths[p] + g_rand_int_range (rand, 0, 5);
+    size = (gsize)image->strides[p] * heights[p];
+    bufs[p] = g_malloc (size);
+    for (gsize i = 0; i < size; i++)
+      bufs[p][i] = (guint8)(g_rand_int (rand) >> 24);
+    image->planes[p] = bufs[p];
+  }
+}
+
+/* The AVX2 resampling gives exactly the portable one's bits on random
+ * pictures in every layout: down- and upscales, odd sizes, 1x1 and frames
+ * that already have the letterbox size (copied, not resampled). */
+START_TEST (test_paths_agree)
+{
+  GRand *rand = g_rand_new_with_seed (77);
+  static const int sizes[] = { 32, 64, 96, 160 };
+  int n_cases = yolose_test_count (150, 40);
+
+  if (!yolose_letterbox_path_available (YOLOSE_LETTERBOX_AVX2)) {
+    printf ("no AVX2 letterbox on this build or CPU: nothing to compare\n");
+    g_rand_free (rand);
+    return;
+  }
+  yolose_test_quick_note ("%d random pictures instead of 150", n_cases);
+  for (int n = 0; n < n_cases; n++) {
+    YoloseImageLayout layout = (YoloseImageLayout)(n % 5);
+    int s = sizes[g_rand_int_range (rand, 0, G_N_ELEMENTS (sizes))];
+    int w = n % 7 == 0 ? s : g_rand_int_range (rand, 1, 2 * s);
+    int h = n % 7 == 0 ? g_rand_int_range (rand, 1, s + 1)
+                       : g_rand_int_range (rand, 1, 2 * s);
+    guint8 *bufs[3];
+    YoloseImage image;
+    float *portable, *avx2;
+
+    random_image (rand, layout, w, h, &image, bufs);
+    test_path = YOLOSE_LETTERBOX_PORTABLE;
+    portable = letterbox (&image, s, 2, NULL);
+    test_path = YOLOSE_LETTERBOX_AVX2;
+    avx2 = letterbox (&image, s, 2, NULL);
+    for (gsize i = 0; i < 3 * (gsize)s * s; i++)
+      if (memcmp (&portable[i], &avx2[i], sizeof (float)) != 0)
+        ck_abort_msg ("layout %d, %dx%d into %d: value %zu is %.9g "
+                      "(portable) but %.9g (avx2)",
+            (int)layout, w, h, s, i, portable[i], avx2[i]);
+    g_free (portable);
+    g_free (avx2);
+    for (int p = 0; p < 3; p++)
+      g_free (bufs[p]);
+  }
+  g_rand_free (rand);
 }
 END_TEST
 
@@ -785,6 +935,9 @@ read_tensor (const char *relative, gsize n)
  * reference input tensors (measured: identical, the decoder included). */
 START_TEST (test_reference_inputs)
 {
+  if (!use_path (_i))
+    return;
+
   static const char *cases[][2] = {
     { "images/bus.jpg", "reference/yolov5n-se-coco-bus.input.f32" },
     { "images/zidane.jpg", "reference/yolov5s-se-voc-random-zidane.input.f32" },
@@ -831,16 +984,17 @@ letterbox_suite (gboolean with_data)
 
   tcase_set_timeout (tc, 300);
   tcase_add_test (tc, test_geometry_many_sizes);
-  tcase_add_test (tc, test_matches_recorded_opencv);
-  tcase_add_test (tc, test_close_to_textbook_bilinear);
-  tcase_add_test (tc, test_packed_layouts_identical);
-  tcase_add_test (tc, test_gray_replicates);
-  tcase_add_test (tc, test_yuv_layouts);
-  tcase_add_test (tc, test_yuv_known_colours);
-  tcase_add_test (tc, test_identity_and_padding);
-  tcase_add_test (tc, test_threads_do_not_change_output);
+  tcase_add_loop_test (tc, test_matches_recorded_opencv, 0, N_PATHS);
+  tcase_add_loop_test (tc, test_close_to_textbook_bilinear, 0, N_PATHS);
+  tcase_add_loop_test (tc, test_packed_layouts_identical, 0, N_PATHS);
+  tcase_add_loop_test (tc, test_gray_replicates, 0, N_PATHS);
+  tcase_add_loop_test (tc, test_yuv_layouts, 0, N_PATHS);
+  tcase_add_loop_test (tc, test_yuv_known_colours, 0, N_PATHS);
+  tcase_add_loop_test (tc, test_identity_and_padding, 0, N_PATHS);
+  tcase_add_loop_test (tc, test_threads_do_not_change_output, 0, N_PATHS);
+  tcase_add_test (tc, test_paths_agree);
   if (with_data)
-    tcase_add_test (tc, test_reference_inputs);
+    tcase_add_loop_test (tc, test_reference_inputs, 0, N_PATHS);
   suite_add_tcase (s, tc);
   return s;
 }
