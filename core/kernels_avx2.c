@@ -472,6 +472,7 @@ conv_block (const ConvJob *job, int g, int n0, int nc, ThreadScratch *s)
         const float *b = s->b + (size_t)j * kc * NR;
         /* Partial sums wait in the per-thread tile buffer between K
          * blocks; the last block's sums go straight to the epilogue. */
+        // cppcheck-suppress legacyUninitvar ; written, not read, when first
         float *c = first && last ? tile
                                  : s->c + ((size_t)i * n_panels + j) * MR * NR;
         gemm_6x16 (kc, a, b, c, !first);

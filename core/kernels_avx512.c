@@ -586,7 +586,8 @@ conv_band (const Job *job, int grp, int oy0, int band_end, int i0, int i1,
   int n_offsets = (int)round_up ((size_t)p->ch_block * p->taps, ALIGN_FLOATS);
   float *buf = scratch, *tail = buf + g->buffer_floats;
   float *sums = tail + g->tail_floats;
-  int *offsets = (int *)(sums + g->sums_floats);
+  /* the scratch is untyped memory: its end holds ints */
+  int *offsets = (int *)(void *)(sums + g->sums_floats);
   BandSource src = { NULL, offsets, g->direct ? tail : NULL,
     offsets + n_offsets, 0, 0, 0 };
   const float *a_group = p->a + (size_t)grp * p->m_panels * p->k * MR;
@@ -611,9 +612,10 @@ conv_band (const Job *job, int grp, int oy0, int band_end, int i0, int i1,
       const float *b = tile_source (&src, j, &tile_offsets);
       for (int i = i0; i < i1; i++) {
         const float *a = a_group + ((size_t)i * p->k + k0) * MR;
-        float *c = first && last
-            ? tile
-            : sums + ((size_t)(i - i0) * n_tiles + j) * MR * NR;
+        float *partial = sums + ((size_t)(i - i0) * n_tiles + j) * MR * NR;
+        /* tile is written, not read, by a first block (!first is FALSE) */
+        // cppcheck-suppress legacyUninitvar
+        float *c = first && last ? tile : partial;
         yolose_avx512_gemm_8x32 (kc, a, b, tile_offsets, c, !first);
         if (last)
           store_tile (&e, c, i * MR, MIN (MR, p->m - i * MR), seg, n_seg);

@@ -388,7 +388,8 @@ wino_task_run (const WinoJob *job, int ty0, int ty1, int i0, int n_panels,
   const YoloseConvDesc *d = job->desc;
   float *v = scratch, *sums = v + w->v_floats;
   float *row_mem = sums + w->sum_floats;
-  int *offsets = (int *)(row_mem + 4 * w->row_floats);
+  /* the scratch is untyped memory: its end holds ints */
+  int *offsets = (int *)(void *)(row_mem + 4 * w->row_floats);
   int groups = w->tiles_pad / NR;
   size_t u_position = (size_t)w->panels * w->cin * MR;
   size_t v_position = (size_t)w->ch_block * w->tiles_pad;
