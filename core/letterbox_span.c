@@ -24,96 +24,83 @@ typedef int SpanSamples[3][TAPS][LETTERBOX_SPAN];
 
 /* ---- fetch ------------------------------------------------------------ */
 
-/* The source columns of tap @t of the span's pixels. */
-static inline const int *
-tap_columns (const LetterboxColumns *cols, int t)
+/* The samples of source column @x of @row: B, G, R or Y, U, V (only the
+ * first for gray).  @layout is a constant at every call, so each layout
+ * gets its own switch-free loop. */
+static inline __attribute__ ((always_inline)) void
+fetch_pixel (const YoloseImage *im, YoloseImageLayout layout,
+    const LetterboxSourceRow *row, int x, int *c0, int *c1, int *c2)
 {
-  return t & 1 ? cols->src1 : cols->src0;
-}
+  const guint8 *p;
 
-static void
-fetch_packed_rgb (const LetterboxSpan *s, SpanSamples ch)
-{
-  const YoloseImage *im = s->image;
-  int count = s->count;
-
-  for (int t = 0; t < TAPS; t++) {
-    const int *col = tap_columns (s->cols, t);
-    const guint8 *row = s->rows[t >> 1].p[0];
-    for (int i = 0; i < count; i++) {
-      const guint8 *p = row + (ptrdiff_t)col[i] * im->pixel_stride;
-      ch[0][t][i] = p[im->b_offset];
-      ch[1][t][i] = p[im->g_offset];
-      ch[2][t][i] = p[im->r_offset];
-    }
+  switch (layout) {
+    case YOLOSE_IMAGE_PACKED_RGB:
+      p = row->p[0] + (ptrdiff_t)x * im->pixel_stride;
+      *c0 = p[im->b_offset];
+      *c1 = p[im->g_offset];
+      *c2 = p[im->r_offset];
+      break;
+    case YOLOSE_IMAGE_GRAY8:
+      *c0 = row->p[0][x];
+      break;
+    case YOLOSE_IMAGE_YUV420_PLANAR:
+      *c0 = row->p[0][x];
+      *c1 = row->p[1][x / 2];
+      *c2 = row->p[2][x / 2];
+      break;
+    case YOLOSE_IMAGE_YUV420_SEMIPLANAR:
+      p = row->p[1] + (ptrdiff_t)(x / 2) * 2;
+      *c0 = row->p[0][x];
+      *c1 = p[im->u_offset];
+      *c2 = p[im->v_offset];
+      break;
+    case YOLOSE_IMAGE_YUV422_PACKED:
+      p = row->p[0] + (ptrdiff_t)(x / 2) * 4;
+      *c0 = p[im->y_offset + (x & 1) * 2];
+      *c1 = p[im->u_offset];
+      *c2 = p[im->v_offset];
+      break;
   }
 }
 
-static void
-fetch_gray (const LetterboxSpan *s, SpanSamples ch)
+/* The four taps of every pixel of the span. */
+static inline __attribute__ ((always_inline)) void
+fetch_as (const LetterboxSpan *s, YoloseImageLayout layout, SpanSamples ch)
 {
+  /* A copy the sample stores cannot alias: read from s->image, its
+   * offsets would be loaded again after every store. */
+  YoloseImage im = *s->image;
   int count = s->count;
 
   for (int t = 0; t < TAPS; t++) {
-    const int *col = tap_columns (s->cols, t);
-    const guint8 *row = s->rows[t >> 1].p[0];
+    /* taps 0 and 2 read column src0, 1 and 3 src1; 0 and 1 row 0 */
+    const int *col = t & 1 ? s->cols->src1 : s->cols->src0;
+    const LetterboxSourceRow *row = &s->rows[t >> 1];
     for (int i = 0; i < count; i++)
-      ch[0][t][i] = row[col[i]];
+      fetch_pixel (&im, layout, row, col[i], &ch[0][t][i], &ch[1][t][i],
+          &ch[2][t][i]);
   }
 }
 
 static void
-fetch_yuv420_planar (const LetterboxSpan *s, SpanSamples ch)
+fetch (const LetterboxSpan *s, SpanSamples ch)
 {
-  int count = s->count;
-
-  for (int t = 0; t < TAPS; t++) {
-    const int *col = tap_columns (s->cols, t);
-    const LetterboxSourceRow *row = &s->rows[t >> 1];
-    for (int i = 0; i < count; i++) {
-      int x = col[i];
-      ch[0][t][i] = row->p[0][x];
-      ch[1][t][i] = row->p[1][x / 2];
-      ch[2][t][i] = row->p[2][x / 2];
-    }
-  }
-}
-
-static void
-fetch_yuv420_semiplanar (const LetterboxSpan *s, SpanSamples ch)
-{
-  const YoloseImage *im = s->image;
-  int count = s->count;
-
-  for (int t = 0; t < TAPS; t++) {
-    const int *col = tap_columns (s->cols, t);
-    const LetterboxSourceRow *row = &s->rows[t >> 1];
-    for (int i = 0; i < count; i++) {
-      int x = col[i];
-      const guint8 *uv = row->p[1] + (ptrdiff_t)(x / 2) * 2;
-      ch[0][t][i] = row->p[0][x];
-      ch[1][t][i] = uv[im->u_offset];
-      ch[2][t][i] = uv[im->v_offset];
-    }
-  }
-}
-
-static void
-fetch_yuv422_packed (const LetterboxSpan *s, SpanSamples ch)
-{
-  const YoloseImage *im = s->image;
-  int count = s->count;
-
-  for (int t = 0; t < TAPS; t++) {
-    const int *col = tap_columns (s->cols, t);
-    const guint8 *row = s->rows[t >> 1].p[0];
-    for (int i = 0; i < count; i++) {
-      int x = col[i];
-      const guint8 *p = row + (ptrdiff_t)(x / 2) * 4;
-      ch[0][t][i] = p[im->y_offset + (x & 1) * 2];
-      ch[1][t][i] = p[im->u_offset];
-      ch[2][t][i] = p[im->v_offset];
-    }
+  switch (s->image->layout) {
+    case YOLOSE_IMAGE_PACKED_RGB:
+      fetch_as (s, YOLOSE_IMAGE_PACKED_RGB, ch);
+      break;
+    case YOLOSE_IMAGE_GRAY8:
+      fetch_as (s, YOLOSE_IMAGE_GRAY8, ch);
+      break;
+    case YOLOSE_IMAGE_YUV420_PLANAR:
+      fetch_as (s, YOLOSE_IMAGE_YUV420_PLANAR, ch);
+      break;
+    case YOLOSE_IMAGE_YUV420_SEMIPLANAR:
+      fetch_as (s, YOLOSE_IMAGE_YUV420_SEMIPLANAR, ch);
+      break;
+    case YOLOSE_IMAGE_YUV422_PACKED:
+      fetch_as (s, YOLOSE_IMAGE_YUV422_PACKED, ch);
+      break;
   }
 }
 
@@ -178,35 +165,17 @@ void
 LETTERBOX_SPAN_FUNC (const LetterboxSpan *span)
 {
   SpanSamples ch;
-  gboolean gray = FALSE;
+  YoloseImageLayout layout = span->image->layout;
 
-  switch (span->image->layout) {
-    case YOLOSE_IMAGE_PACKED_RGB:
-      fetch_packed_rgb (span, ch);
-      break;
-    case YOLOSE_IMAGE_GRAY8:
-      fetch_gray (span, ch);
-      gray = TRUE;
-      break;
-    case YOLOSE_IMAGE_YUV420_PLANAR:
-      fetch_yuv420_planar (span, ch);
-      convert_yuv (span->yuv, span->count, ch);
-      break;
-    case YOLOSE_IMAGE_YUV420_SEMIPLANAR:
-      fetch_yuv420_semiplanar (span, ch);
-      convert_yuv (span->yuv, span->count, ch);
-      break;
-    case YOLOSE_IMAGE_YUV422_PACKED:
-      fetch_yuv422_packed (span, ch);
-      convert_yuv (span->yuv, span->count, ch);
-      break;
-  }
-  if (gray) {
+  fetch (span, ch);
+  if (layout == YOLOSE_IMAGE_GRAY8) {
     blend_channel (span, ch[0], span->out[0]);
     memcpy (span->out[1], span->out[0], span->count * sizeof (float));
     memcpy (span->out[2], span->out[0], span->count * sizeof (float));
     return;
   }
+  if (layout != YOLOSE_IMAGE_PACKED_RGB)
+    convert_yuv (span->yuv, span->count, ch);
   /* out[] is R, G, B; ch[] is B, G, R */
   for (int plane = 0; plane < 3; plane++)
     blend_channel (span, ch[2 - plane], span->out[plane]);
