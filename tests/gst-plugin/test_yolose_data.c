@@ -1625,14 +1625,19 @@ typedef struct {
   GstClockTime steady_delay;  /* largest over the second half */
   GstClockTime steady_median; /* median over the second half */
   GstClockTime first_delay;
+  double seconds; /* how long it ran */
 } LiveRun;
 
 /* Runs a live 640x480 YUY2 camera-like source at 30 fps through yolose
  * (the seed's yolov5s + SE) into a synchronised sink until detection ran
- * on @min_results frames (at least @min_seconds, at most a minute). */
+ * on @min_results frames (at least @min_seconds, at most a minute; five
+ * minutes in quick mode: under memcheck on a loaded machine loading the
+ * model and the first detection took 49 s, and a minute once held no
+ * detection at all). */
 static void
 run_live (const gchar *props, guint min_results, int min_seconds, LiveRun *run)
 {
+  const int max_seconds = quick () ? 300 : 60;
   gchar *model = data (MODEL_VOC);
   gchar *launch = g_strdup_printf (
       "videotestsrc is-live=true ! "
@@ -1668,9 +1673,10 @@ run_live (const gchar *props, guint min_results, int min_seconds, LiveRun *run)
     if (gst_message_has_name (msg, "yolose"))
       run->results++;
     gst_message_unref (msg);
-  } while (now - start < 60 * G_USEC_PER_SEC
+  } while (now - start < max_seconds * G_USEC_PER_SEC
       && (now - start < min_seconds * G_USEC_PER_SEC
           || run->results < min_results));
+  run->seconds = (now - start) / (double)G_USEC_PER_SEC;
 
   query = gst_query_new_latency ();
   fail_unless (gst_element_query (pipeline, query));
@@ -1708,10 +1714,11 @@ static void
 print_run (const gchar *mode, const LiveRun *run, double seconds)
 {
   g_print (
-      "%s: %u frames reached the sink, detection on %u, latency %.0f ms,"
-      " delay behind real time: first frame %.0f ms, second half max %.0f ms,"
-      " median %.0f ms\n",
-      mode, run->frames, run->results, (double)run->latency / GST_MSECOND,
+      "%s: in %.1f s %u frames reached the sink, detection on %u, latency"
+      " %.0f ms, delay behind real time: first frame %.0f ms, second half max"
+      " %.0f ms, median %.0f ms\n",
+      mode, run->seconds, run->frames, run->results,
+      (double)run->latency / GST_MSECOND,
       (double)run->first_delay / GST_MSECOND,
       (double)run->steady_delay / GST_MSECOND,
       (double)run->steady_median / GST_MSECOND);
@@ -1725,16 +1732,23 @@ GST_START_TEST (test_live_sync_mode_stays_real_time)
 {
   LiveRun run;
 
-  run_live ("", rounds (8, 2), 4, &run);
+  /* Quick: one detection.  Under memcheck the first takes tens of
+   * seconds, every frame the live source made meanwhile comes late and is
+   * dropped, and the source, as slow there, never catches up with real
+   * time again: measured, 1 detection in 300 s. */
+  run_live ("", rounds (8, 1), 4, &run);
   print_run ("sync", &run, 0);
-  fail_unless (run.results >= rounds (8, 2), "detection ran on %u frames",
+  fail_unless (run.results >= rounds (8, 1), "detection ran on %u frames",
       run.results);
-  fail_unless (run.latency > 0);
-  /* Quick (under memcheck): the live path runs, the timings mean nothing. */
+  /* Quick (under memcheck): the live path runs, the timings mean nothing.
+   * Nor the latency: the run ends at its one detection, which can come
+   * before the processing time is noted (measured: 0 ms once); the
+   * lifecycle case's latency test covers the query there. */
   if (quick ()) {
-    g_print ("quick: the real-time bound is not checked\n");
+    g_print ("quick: the latency and the real-time bound are not checked\n");
     return;
   }
+  fail_unless (run.latency > 0);
   /* Unbounded, the last frames would be about 8 detection times late. */
   fail_unless (run.steady_delay < 2 * run.latency + GST_SECOND / 2,
       "delay %" GST_TIME_FORMAT " with latency %" GST_TIME_FORMAT,
