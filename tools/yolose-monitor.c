@@ -1,8 +1,8 @@
 /* yolose-monitor — watch cameras, RTSP streams and video files with yolose.
  *
  *   yolose-monitor --model M.pt [--output FILE|-] [--conf X]
- *       [--overlay-to DIR] [--threads N] [--input-size S] [--timeout SEC]
- *       SOURCE...
+ *       [--overlay-to DIR] [--threads N] [--input-size S]
+ *       [--kernels auto|generic|avx2] [--timeout SEC] SOURCE...
  *
  * A SOURCE is an rtsp:// URL, a V4L2 device (/dev/videoN), a video file or
  * any URI GStreamer reads, or a numbered picture sequence
@@ -62,6 +62,7 @@ typedef struct {
   char *overlay_dir;
   int threads;
   int input_size;
+  char *kernels;
   double timeout_s;
   double snapshot_interval_s;
   int max_snapshots;
@@ -143,6 +144,7 @@ log_source (const Source *src, const char *format, ...)
 static gboolean
 check_options (const MonitorOptions *opt, GError **error)
 {
+  static const char *const kernel_names[] = { "auto", "generic", "avx2", NULL };
   const char *problem = NULL;
 
   if (opt->model == NULL || *opt->model == '\0')
@@ -155,6 +157,9 @@ check_options (const MonitorOptions *opt, GError **error)
       && (opt->input_size < 32 || opt->input_size > 4096
           || opt->input_size % 32 != 0))
     problem = "--input-size must be a multiple of 32 from 32 to 4096";
+  else if (opt->kernels != NULL
+      && !g_strv_contains (kernel_names, opt->kernels))
+    problem = "--kernels must be auto, generic or avx2";
   else if (!(opt->timeout_s > 0.0))
     problem = "--timeout must be more than 0 seconds";
   else if (!(opt->snapshot_interval_s >= 0.0))
@@ -189,6 +194,8 @@ parse_options (int argc, char **argv, MonitorOptions *opt, GError **error)
         "CPU threads per source (default 0 = all cores)", "N" },
     { "input-size", 's', 0, G_OPTION_ARG_INT, &opt->input_size,
         "Network input size, a multiple of 32 (default 640)", "S" },
+    { "kernels", 'k', 0, G_OPTION_ARG_STRING, &opt->kernels,
+        "Kernel table: auto, generic or avx2 (default auto)", "NAME" },
     { "timeout", 0, 0, G_OPTION_ARG_DOUBLE, &opt->timeout_s,
         "A live source sending no frame for SEC seconds has dropped "
         "(default 10)",
@@ -225,6 +232,7 @@ monitor_options_clear (MonitorOptions *opt)
   g_free (opt->model);
   g_free (opt->output);
   g_free (opt->overlay_dir);
+  g_free (opt->kernels);
   g_strfreev (opt->sources);
 }
 
@@ -617,6 +625,9 @@ make_yolose (const MonitorOptions *opt, GError **error)
       "threads", opt->threads, "overlay", opt->overlay_dir != NULL, NULL);
   if (opt->input_size != 0)
     g_object_set (yolose, "input-size", opt->input_size, NULL);
+  /* The element's enum takes the same nicks (checked in check_options). */
+  if (opt->kernels != NULL)
+    gst_util_set_object_arg (G_OBJECT (yolose), "kernels", opt->kernels);
   return yolose;
 }
 
