@@ -848,6 +848,47 @@ START_TEST (test_pool_runs_every_task_once)
 }
 END_TEST
 
+typedef struct {
+  gint started[2];
+  gint partner_seen;
+} MeetTask;
+
+/* Task 0 waits up to 2 s for task 1 to start: it can only do so on
+ * another thread, as the caller claims task 0 first. */
+static void
+meet_task (void *data, int task, int worker)
+{
+  MeetTask *m = data;
+
+  (void)worker;
+  g_atomic_int_set (&m->started[task], 1);
+  if (task != 0)
+    return;
+  for (int ms = 0; ms < 2000; ms++) {
+    if (g_atomic_int_get (&m->started[1])) {
+      g_atomic_int_set (&m->partner_seen, 1);
+      return;
+    }
+    g_usleep (1000);
+  }
+}
+
+/* A worker that has slept between jobs (the pause between frames is
+ * longer than its spin) is woken for the next job and takes a task. */
+START_TEST (test_pool_wakes_sleeping_workers)
+{
+  for (int round = 0; round < 5; round++) {
+    MeetTask m = { { 0, 0 }, 0 };
+
+    g_usleep (50000); /* far beyond the workers' spin */
+    yolose_pool_run (2, 2, meet_task, &m);
+    ck_assert_msg (m.started[0] && m.started[1], "a task did not run");
+    ck_assert_msg (m.partner_seen,
+        "round %d: no worker took task 1 while the caller ran task 0", round);
+  }
+}
+END_TEST
+
 static Suite *
 kernels_suite (void)
 {
@@ -872,6 +913,7 @@ kernels_suite (void)
   tcase_add_test (sel, test_select_unknown);
   tcase_add_test (sel, test_cpu_features_cached);
   tcase_add_test (sel, test_pool_runs_every_task_once);
+  tcase_add_test (sel, test_pool_wakes_sleeping_workers);
   suite_add_tcase (s, sel);
   return s;
 }
