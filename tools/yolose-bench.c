@@ -178,14 +178,29 @@ collect_layers (YoloseDetector *det, double *sum_ms, double *min_ms, int run)
   yolose_detector_reset_profile (det);
 }
 
+/* Every run's time in the order they ran: a slow start (cold caches, a
+ * clock still ramping up) shows here and not in the median. */
 static void
-print_json (YoloseDetector *det, const BenchOptions *opt, double median_ms,
-    double min_ms)
+add_times (JsonBuilder *b, const double *times, int n)
+{
+  json_builder_set_member_name (b, "times_ms");
+  json_builder_begin_array (b);
+  for (int i = 0; i < n; i++)
+    json_builder_add_double_value (b, times[i]);
+  json_builder_end_array (b);
+}
+
+static void
+print_json (YoloseDetector *det, const BenchOptions *opt, const double *times)
 {
   JsonBuilder *b = json_builder_new ();
   double gflops = yolose_detector_get_gflops (det);
   int threads = yolose_detector_get_threads (det);
+  double *sorted = g_memdup2 (times, opt->iterations * sizeof (double));
+  double median_ms = median_of (sorted, opt->iterations);
+  double min_ms = sorted[0];
 
+  g_free (sorted);
   json_builder_begin_object (b);
   json_builder_set_member_name (b, "median_ms");
   json_builder_add_double_value (b, median_ms);
@@ -206,6 +221,7 @@ print_json (YoloseDetector *det, const BenchOptions *opt, double median_ms,
   json_builder_add_int_value (b, opt->iterations);
   json_builder_set_member_name (b, "size");
   json_builder_add_int_value (b, yolose_detector_get_input_size (det));
+  add_times (b, times, opt->iterations);
   json_builder_end_object (b);
   tool_json_print_line (b);
 }
@@ -261,12 +277,7 @@ run (const BenchOptions *opt, GError **error)
     print_layers (det, layer_sum, layer_min, opt->iterations);
   g_free (layer_sum);
   g_free (layer_min);
-  {
-    double min_ms = times[0];
-    for (int i = 1; i < opt->iterations; i++)
-      min_ms = MIN (min_ms, times[i]);
-    print_json (det, opt, median_of (times, opt->iterations), min_ms);
-  }
+  print_json (det, opt, times);
   g_free (times);
   yolose_detector_free (det);
   return 0;
