@@ -89,6 +89,25 @@ layer_rows (const char *text)
   return rows;
 }
 
+/* times_ms holds one time per timed run, whose median and fastest are
+ * the line's median_ms and min_ms. */
+static void
+check_times (JsonObject *o, double median, double min)
+{
+  JsonArray *times = json_object_get_array_member (o, "times_ms");
+  double t[3];
+
+  ck_assert_msg (times != NULL, "no times_ms array");
+  ck_assert_int_eq (json_array_get_length (times), 3);
+  for (int i = 0; i < 3; i++)
+    t[i] = json_array_get_double_element (times, i);
+  ck_assert_msg (MIN (MIN (t[0], t[1]), t[2]) == min,
+      "min_ms is not the "
+      "fastest of times_ms");
+  ck_assert_msg (MAX (MIN (t[0], t[1]), MIN (MAX (t[0], t[1]), t[2])) == median,
+      "median_ms is not the median of times_ms");
+}
+
 /* The JSON line of a run at 64 x 64: fields present, consistent with the
  * options and with each other. */
 START_TEST (test_json_line)
@@ -117,6 +136,7 @@ START_TEST (test_json_line)
   ck_assert_int_eq (json_object_get_int_member (o, "iterations"), 3);
   ck_assert_int_eq (json_object_get_int_member (o, "size"), 64);
   ck_assert (json_object_get_string_member (o, "kernels") != NULL);
+  check_times (o, median, min);
   g_object_unref (parser);
   yolose_tool_run_clear (&run);
   g_free (model);
