@@ -549,4 +549,7 @@ yolose_graph_forward (YoloseGraph *graph, int threads)
     if (graph->profiling)
       graph->layer_ms[op->layer] += (g_get_monotonic_time () - start) / 1e3;
   }
+  /* The frame is done: the next step is a frame away, so the pool's
+   * workers should not spin for it. */
+  yolose_pool_rest ();
 }

@@ -51,6 +51,8 @@ typedef struct {
   atomic_int max_worker; /* workers 1 .. max_worker - 1 may help */
   int n_workers;         /* threads started */
   atomic_int sleepers;   /* workers counted before they wait on wake */
+  atomic_int resting;    /* no step follows soon: do not spin */
+  atomic_int spin_us;    /* how long workers spin, POOL_SPIN_US */
   GMutex lock;
   GCond wake;
 } Pool;
@@ -63,7 +65,7 @@ typedef struct {
 
 /* One pool for the process: the SIMD tables share it, and a pool thread
  * that waits for work is one that no other pool competes with. */
-static Pool the_pool;
+static Pool the_pool = { .spin_us = POOL_SPIN_US };
 
 static uint64_t
 pool_ticket (uint64_t generation, uint64_t n_tasks, uint64_t next)
@@ -108,15 +110,20 @@ pool_work (Pool *pool, uint64_t generation, int worker)
   }
 }
 
-/* Whether a waiting worker should go on spinning: the first call sets the
- * time it sleeps at. */
+/* Whether a waiting worker should go on spinning: not once the caller
+ * has said that it rests, nor past the spin time (the first call sets the
+ * time it sleeps at). */
 static gboolean
-spin_on (gint64 *sleep_at)
+spin_on (Pool *pool, gint64 *sleep_at)
 {
-  gint64 now = g_get_monotonic_time ();
+  gint64 now;
 
+  if (atomic_load_explicit (&pool->resting, memory_order_relaxed))
+    return FALSE;
+  now = g_get_monotonic_time ();
   if (*sleep_at == 0)
-    *sleep_at = now + POOL_SPIN_US;
+    *sleep_at
+        = now + atomic_load_explicit (&pool->spin_us, memory_order_relaxed);
   return now < *sleep_at;
 }
 
@@ -137,7 +144,7 @@ pool_worker_main (gpointer data)
     while ((generation = pool_generation (
                 atomic_load_explicit (&pool->ticket, memory_order_acquire)))
         == seen) {
-      if (++spins % POOL_SPIN_CHECK != 0 || spin_on (&sleep_at)) {
+      if (++spins % POOL_SPIN_CHECK != 0 || spin_on (pool, &sleep_at)) {
         POOL_RELAX ();
         continue;
       }
@@ -220,6 +227,7 @@ yolose_pool_run (int threads, int n_tasks, YolosePoolTask func, void *data)
   atomic_store_explicit (&pool->max_worker, threads, memory_order_relaxed);
   atomic_store_explicit (&pool->done, 0, memory_order_relaxed);
   generation = (pool_generation (atomic_load (&pool->ticket)) + 1) & 0xffff;
+  atomic_store_explicit (&pool->resting, 0, memory_order_relaxed);
   publish_job (pool, pool_ticket (generation, (uint64_t)n_tasks, 0));
 
   pool_work (pool, generation, 0);
@@ -234,4 +242,23 @@ yolose_pool_run (int threads, int n_tasks, YolosePoolTask func, void *data)
       POOL_RELAX ();
   }
   atomic_store_explicit (&pool->busy, 0, memory_order_release);
+}
+
+void
+yolose_pool_rest (void)
+{
+  atomic_store_explicit (&the_pool.resting, 1, memory_order_relaxed);
+}
+
+void
+yolose_pool_set_spin_us (int us)
+{
+  atomic_store_explicit (&the_pool.spin_us, us > 0 ? us : POOL_SPIN_US,
+      memory_order_relaxed);
+}
+
+int
+yolose_pool_sleeping_workers (void)
+{
+  return atomic_load (&the_pool.sleepers);
 }

@@ -18,6 +18,16 @@ typedef void (*YolosePoolTask) (void *data, int task, int worker);
 void yolose_pool_run (int threads, int n_tasks, YolosePoolTask func,
     void *data);
 
+/* Says that no step follows soon (a frame is done): workers waiting for
+ * one sleep at once instead of spinning for it, leaving the cores to the
+ * rest of a video pipeline until the next yolose_pool_run. */
+void yolose_pool_rest (void);
+
+/* For tests: how long workers spin before they sleep (0: the default),
+ * and how many sleep now. */
+void yolose_pool_set_spin_us (int us);
+int yolose_pool_sleeping_workers (void);
+
 G_END_DECLS
 
 #endif

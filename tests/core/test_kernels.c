@@ -889,6 +889,25 @@ START_TEST (test_pool_wakes_sleeping_workers)
 }
 END_TEST
 
+/* After yolose_pool_rest () (a frame is done) a worker waiting for the
+ * next step sleeps at once instead of spinning: here it would spin 10 s. */
+START_TEST (test_pool_rest_puts_workers_to_sleep)
+{
+  int waited_ms = 0;
+
+  yolose_pool_set_spin_us (10 * G_USEC_PER_SEC);
+  check_pool_run (2, 64); /* the worker now spins for the next job */
+  yolose_pool_rest ();
+  while (yolose_pool_sleeping_workers () < 1 && waited_ms < 2000) {
+    g_usleep (1000);
+    waited_ms++;
+  }
+  yolose_pool_set_spin_us (0);
+  ck_assert_msg (yolose_pool_sleeping_workers () >= 1,
+      "no worker sleeps %d ms after the pool was told to rest", waited_ms);
+}
+END_TEST
+
 static Suite *
 kernels_suite (void)
 {
@@ -914,6 +933,7 @@ kernels_suite (void)
   tcase_add_test (sel, test_cpu_features_cached);
   tcase_add_test (sel, test_pool_runs_every_task_once);
   tcase_add_test (sel, test_pool_wakes_sleeping_workers);
+  tcase_add_test (sel, test_pool_rest_puts_workers_to_sleep);
   suite_add_tcase (s, sel);
   return s;
 }
