@@ -9,26 +9,7 @@
 #include "gstyolosemodel.h"
 #include "gstyoloseoverlay.h"
 #include "gstyoloseworker.h"
-
-static const gchar *all_formats[] = {
-  "RGB",
-  "BGR",
-  "RGBx",
-  "BGRx",
-  "xRGB",
-  "xBGR",
-  "RGBA",
-  "BGRA",
-  "ARGB",
-  "ABGR",
-  "I420",
-  "YV12",
-  "NV12",
-  "NV21",
-  "YUY2",
-  "UYVY",
-  "GRAY8",
-};
+#include "video_formats.h"
 
 /* Sets @element to PAUSED on its own bus and returns the error message it
  * posts (or NULL); the state change itself must fail. */
@@ -99,6 +80,39 @@ GST_START_TEST (test_registered_with_documented_properties)
 GST_END_TEST;
 
 /* Without a model the element refuses to start and says so. */
+static gboolean
+list_has_string (const GValue *list, const gchar *s)
+{
+  for (guint i = 0; i < gst_value_list_get_size (list); i++)
+    if (g_strcmp0 (g_value_get_string (gst_value_list_get_value (list, i)), s)
+        == 0)
+      return TRUE;
+  return FALSE;
+}
+
+/* The formats the tests run through are the ones the element's sink pad
+ * accepts, no more and no fewer. */
+GST_START_TEST (test_sink_formats_are_the_tested_ones)
+{
+  GstElement *e = gst_element_factory_make ("yolose", NULL);
+  GstPad *sink = gst_element_get_static_pad (e, "sink");
+  GstCaps *caps = gst_pad_get_pad_template_caps (sink);
+  const GValue *list
+      = gst_structure_get_value (gst_caps_get_structure (caps, 0), "format");
+
+  fail_unless (list != NULL && GST_VALUE_HOLDS_LIST (list));
+  fail_unless_equals_int (gst_value_list_get_size (list),
+      G_N_ELEMENTS (yolose_test_formats));
+  for (guint i = 0; i < G_N_ELEMENTS (yolose_test_formats); i++)
+    fail_unless (list_has_string (list, yolose_test_formats[i]),
+        "the sink pad does not accept %s", yolose_test_formats[i]);
+  gst_caps_unref (caps);
+  gst_object_unref (sink);
+  gst_object_unref (e);
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_no_model_fails_to_start)
 {
   GstElement *e = gst_element_factory_make ("yolose", NULL);
@@ -315,18 +329,19 @@ GST_START_TEST (test_overlay_draws_in_every_format)
   GstYoloseBox box
       = { 20, 30, 60, 70, 0.87f, 0, g_quark_from_static_string ("person") };
 
-  for (guint i = 0; i < G_N_ELEMENTS (all_formats); i++) {
+  for (guint i = 0; i < G_N_ELEMENTS (yolose_test_formats); i++) {
     GBytes *before, *after;
     const guint8 *a, *b;
     gsize size;
 
-    draw_on_gray (all_formats[i], 160, 120, &box, 1, &before, &after);
-    fail_if (g_bytes_equal (before, after), "%s unchanged", all_formats[i]);
+    draw_on_gray (yolose_test_formats[i], 160, 120, &box, 1, &before, &after);
+    fail_if (g_bytes_equal (before, after), "%s unchanged",
+        yolose_test_formats[i]);
     /* The last bytes are the bottom-right corner in every layout here. */
     a = g_bytes_get_data (before, &size);
     b = g_bytes_get_data (after, NULL);
     fail_unless (memcmp (a + size - 16, b + size - 16, 16) == 0,
-        "%s: corner changed", all_formats[i]);
+        "%s: corner changed", yolose_test_formats[i]);
     g_bytes_unref (before);
     g_bytes_unref (after);
   }
@@ -337,11 +352,12 @@ GST_END_TEST;
 /* With no detection the overlay leaves the frame exactly as it was. */
 GST_START_TEST (test_overlay_without_boxes_changes_nothing)
 {
-  for (guint i = 0; i < G_N_ELEMENTS (all_formats); i++) {
+  for (guint i = 0; i < G_N_ELEMENTS (yolose_test_formats); i++) {
     GBytes *before, *after;
 
-    draw_on_gray (all_formats[i], 33, 17, NULL, 0, &before, &after);
-    fail_unless (g_bytes_equal (before, after), "%s changed", all_formats[i]);
+    draw_on_gray (yolose_test_formats[i], 33, 17, NULL, 0, &before, &after);
+    fail_unless (g_bytes_equal (before, after), "%s changed",
+        yolose_test_formats[i]);
     g_bytes_unref (before);
     g_bytes_unref (after);
   }
@@ -394,13 +410,13 @@ GST_START_TEST (test_overlay_clips_to_frame)
     { 0, 0, 1, 1, 0.3f, 1, g_quark_from_static_string ("bicycle") },
   };
 
-  for (guint i = 0; i < G_N_ELEMENTS (all_formats); i++) {
+  for (guint i = 0; i < G_N_ELEMENTS (yolose_test_formats); i++) {
     GBytes *before, *after;
 
-    draw_on_gray (all_formats[i], 1, 1, boxes, 2, &before, &after);
+    draw_on_gray (yolose_test_formats[i], 1, 1, boxes, 2, &before, &after);
     g_bytes_unref (before);
     g_bytes_unref (after);
-    draw_on_gray (all_formats[i], 7, 5, boxes, 2, &before, &after);
+    draw_on_gray (yolose_test_formats[i], 7, 5, boxes, 2, &before, &after);
     g_bytes_unref (before);
     g_bytes_unref (after);
   }
@@ -530,6 +546,7 @@ yolose_suite (void)
 
   suite_add_tcase (s, tc);
   tcase_add_test (tc, test_registered_with_documented_properties);
+  tcase_add_test (tc, test_sink_formats_are_the_tested_ones);
   tcase_add_test (tc, test_no_model_fails_to_start);
   tcase_add_test (tc, test_missing_model_file_named_in_error);
   tcase_add_test (tc, test_broken_model_file_named_in_error);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "testdata.h"
+#include "video_formats.h"
 #include "yolose.h"
 
 #define MODEL "models/yolov5n-coco.pt"
@@ -40,26 +41,6 @@ static const gchar *yuv_formats[] = {
   "NV21",
   "YUY2",
   "UYVY",
-};
-
-static const gchar *all_formats[] = {
-  "RGB",
-  "BGR",
-  "RGBx",
-  "BGRx",
-  "xRGB",
-  "xBGR",
-  "RGBA",
-  "BGRA",
-  "ARGB",
-  "ABGR",
-  "I420",
-  "YV12",
-  "NV12",
-  "NV21",
-  "YUY2",
-  "UYVY",
-  "GRAY8",
 };
 
 /* A detection as the test compares it, in frame pixels. */
@@ -539,10 +520,10 @@ GST_START_TEST (test_negotiation_every_format)
 {
   GstHarness *h = NULL;
 
-  for (guint i = 0; i < G_N_ELEMENTS (all_formats); i++) {
+  for (guint i = 0; i < G_N_ELEMENTS (yolose_test_formats); i++) {
     gchar *caps_str = g_strdup_printf ("video/x-raw,format=%s,width=64,"
                                        "height=48,framerate=30/1",
-        all_formats[i]);
+        yolose_test_formats[i]);
     GstCaps *caps = gst_caps_from_string (caps_str);
     GstVideoInfo info;
     GstBuffer *in, *out;
@@ -554,11 +535,12 @@ GST_START_TEST (test_negotiation_every_format)
     gst_harness_set_src_caps (h, gst_caps_ref (caps));
     in = pattern_frame (&info);
     out = push_copy (h, in, 0);
-    fail_unless (out != NULL, "%s: no output", all_formats[i]);
+    fail_unless (out != NULL, "%s: no output", yolose_test_formats[i]);
     out_caps = gst_pad_get_current_caps (h->sinkpad);
     fail_unless (gst_caps_is_equal (out_caps, caps), "%s: caps changed",
-        all_formats[i]);
-    fail_unless (buffer_equals (in, out), "%s: pixels changed", all_formats[i]);
+        yolose_test_formats[i]);
+    fail_unless (buffer_equals (in, out), "%s: pixels changed",
+        yolose_test_formats[i]);
     gst_caps_unref (out_caps);
     gst_caps_unref (caps);
     gst_buffer_unref (out);
@@ -584,7 +566,7 @@ GST_START_TEST (test_odd_sizes_every_format)
 
   GstHarness *h = NULL;
 
-  for (guint i = 0; i < G_N_ELEMENTS (all_formats); i++) {
+  for (guint i = 0; i < G_N_ELEMENTS (yolose_test_formats); i++) {
     if (h == NULL)
       h = yolose_harness (MODEL, "input-size=%d", quick () ? 32 : 160);
     for (guint s = 0; s < G_N_ELEMENTS (sizes); s++) {
@@ -592,15 +574,15 @@ GST_START_TEST (test_odd_sizes_every_format)
       GstBuffer *in, *out;
 
       gst_video_info_set_format (&info,
-          gst_video_format_from_string (all_formats[i]), sizes[s][0],
+          gst_video_format_from_string (yolose_test_formats[i]), sizes[s][0],
           sizes[s][1]);
       gst_harness_set_src_caps (h, caps_of (&info));
       in = pattern_frame (&info);
       out = push_copy (h, in, s * GST_SECOND);
-      fail_unless (out != NULL, "%s %dx%d", all_formats[i], sizes[s][0],
+      fail_unless (out != NULL, "%s %dx%d", yolose_test_formats[i], sizes[s][0],
           sizes[s][1]);
       fail_unless (buffer_equals (in, out), "%s %dx%d: pixels changed",
-          all_formats[i], sizes[s][0], sizes[s][1]);
+          yolose_test_formats[i], sizes[s][0], sizes[s][1]);
       gst_buffer_unref (in);
       gst_buffer_unref (out);
     }
