@@ -409,10 +409,17 @@ check_frame_line (const char *line, const char *source)
   o = json_node_get_object (node);
   ck_assert_uint_eq (json_object_get_size (o), 4);
   ck_assert_str_eq (json_object_get_string_member (o, "source"), source);
-  ck_assert_msg (json_node_get_value_type (json_object_get_member (o, "pts"))
-          == G_TYPE_INT64,
-      "pts is not an integer: %s", line);
-  ck_assert_int_ge (json_object_get_int_member (o, "pts"), 0);
+  /* A frame with no timestamp has "pts": null, as documented.  Files and
+   * picture sequences stamp every frame; a live camera's first frames can
+   * come unstamped (once under memcheck in CI, where the RTSP source runs
+   * far behind its clock). */
+  if (!g_str_has_prefix (source, "rtsp://")
+      || !json_object_get_null_member (o, "pts")) {
+    ck_assert_msg (json_node_get_value_type (json_object_get_member (o, "pts"))
+            == G_TYPE_INT64,
+        "pts is not an integer: %s", line);
+    ck_assert_int_ge (json_object_get_int_member (o, "pts"), 0);
+  }
   ck_assert_msg (fabs (json_object_get_double_member (o, "wall_time") - now)
           < patience (300),
       "wall_time is not now: %s", line);
