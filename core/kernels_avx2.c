@@ -551,6 +551,16 @@ parallel_range (int threads, size_t n, size_t grain, RangeFunc func, void *ctx)
 
 /* ------------------------------------------------------------ maxpool */
 
+/* max (m, v) with the instruction the vector loops use (maxss, as
+ * _mm256_max_ps lane by lane): inline, where fmaxf is a call into libm
+ * that took two thirds of SPPF's 20 x 20 pools.  The stride 1 path has
+ * no scalar tail left; the plain loops below still use it. */
+static inline float
+max_scalar (float m, float v)
+{
+  return _mm_cvtss_f32 (_mm_max_ss (_mm_set_ss (m), _mm_set_ss (v)));
+}
+
 static void
 maxpool_plane_generic (const float *src, float *dst, int in_h, int in_w,
     int out_h, int out_w, int kernel, int stride, int pad)
@@ -565,11 +575,21 @@ maxpool_plane_generic (const float *src, float *dst, int in_h, int in_w,
         for (int kx = 0; kx < kernel; kx++) {
           int ix = ox * stride + kx - pad;
           if (ix >= 0 && ix < in_w)
-            m = fmaxf (m, src[(size_t)iy * in_w + ix]);
+            m = max_scalar (m, src[(size_t)iy * in_w + ix]);
         }
       }
       dst[(size_t)oy * out_w + ox] = m;
     }
+}
+
+/* A mask of the first @n of 8 lanes (0 < n < 8): a row's last columns
+ * load and store through it, so no load reads past the row and no store
+ * writes past it. */
+static inline __m256i
+first_lanes (int n)
+{
+  return _mm256_cmpgt_epi32 (_mm256_set1_epi32 (n),
+      _mm256_setr_epi32 (0, 1, 2, 3, 4, 5, 6, 7));
 }
 
 /* Stride 1: max over k rows first (vectorised along the row), then over k
@@ -594,11 +614,13 @@ maxpool_plane_s1 (const float *src, float *dst, int h, int w, int out_h,
         m = _mm256_max_ps (m, _mm256_loadu_ps (src + (size_t)y * w + x));
       _mm256_storeu_ps (padded + x, m);
     }
-    for (; x < w; x++) {
-      float m = -INFINITY;
+    if (x < w) {
+      __m256i lanes = first_lanes (w - x);
+      __m256 m = _mm256_set1_ps (-INFINITY);
       for (int y = y0; y < y1; y++)
-        m = fmaxf (m, src[(size_t)y * w + x]);
-      padded[x] = m;
+        m = _mm256_max_ps (m,
+            _mm256_maskload_ps (src + (size_t)y * w + x, lanes));
+      _mm256_maskstore_ps (padded + x, lanes, m);
     }
 
     float *out_row = dst + (size_t)oy * out_w;
@@ -609,11 +631,12 @@ maxpool_plane_s1 (const float *src, float *dst, int h, int w, int out_h,
         m = _mm256_max_ps (m, _mm256_loadu_ps (rowmax + ox + kx));
       _mm256_storeu_ps (out_row + ox, m);
     }
-    for (; ox < out_w; ox++) {
-      float m = rowmax[ox];
+    if (ox < out_w) {
+      __m256i lanes = first_lanes (out_w - ox);
+      __m256 m = _mm256_maskload_ps (rowmax + ox, lanes);
       for (int kx = 1; kx < kernel; kx++)
-        m = fmaxf (m, rowmax[ox + kx]);
-      out_row[ox] = m;
+        m = _mm256_max_ps (m, _mm256_maskload_ps (rowmax + ox + kx, lanes));
+      _mm256_maskstore_ps (out_row + ox, lanes, m);
     }
   }
 }
