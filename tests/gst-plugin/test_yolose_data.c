@@ -21,16 +21,24 @@
 #define BUS "images/bus.jpg"
 #define ZIDANE "images/zidane.jpg"
 
-/* Whether the accepted format @name (video_formats.h) is of the family
- * @flag: GST_VIDEO_FORMAT_FLAG_RGB or _YUV (GRAY8 is neither). */
-static gboolean
-format_in_family (const gchar *name, GstVideoFormatFlags flag)
+/* The accepted formats (video_formats.h) of the family @flag:
+ * GST_VIDEO_FORMAT_FLAG_RGB or _YUV (GRAY8 is neither).  Free with
+ * g_ptr_array_unref; the names themselves are static. */
+static GPtrArray *
+formats_in_family (GstVideoFormatFlags flag)
 {
-  const GstVideoFormatInfo *info
-      = gst_video_format_get_info (gst_video_format_from_string (name));
+  GPtrArray *formats = g_ptr_array_new ();
 
-  fail_unless (info != NULL, "%s is no GStreamer format", name);
-  return (GST_VIDEO_FORMAT_INFO_FLAGS (info) & flag) != 0;
+  for (guint i = 0; i < G_N_ELEMENTS (yolose_test_formats); i++) {
+    const gchar *name = yolose_test_formats[i];
+    const GstVideoFormatInfo *info
+        = gst_video_format_get_info (gst_video_format_from_string (name));
+
+    fail_unless (info != NULL, "%s is no GStreamer format", name);
+    if (GST_VIDEO_FORMAT_INFO_FLAGS (info) & flag)
+      g_ptr_array_add (formats, (gpointer)name);
+  }
+  return formats;
 }
 
 /* A detection as the test compares it, in frame pixels. */
@@ -591,27 +599,23 @@ check_rgb_family_equals_core (const gchar *image, int input_size)
   GstBuffer *rgb = decode_image (image, "RGB", &rgb_info);
   GArray *want = core_detect_default (MODEL, input_size, rgb, &rgb_info);
   gchar *props = g_strdup_printf ("input-size=%d", input_size);
-  guint n_formats = 0;
+  GPtrArray *formats = formats_in_family (GST_VIDEO_FORMAT_FLAG_RGB);
 
+  /* RGB, BGR and the eight with a fourth byte. */
+  fail_unless_equals_int (formats->len, 10);
   fail_unless (want->len > 0, "the core found nothing on %s", image);
-  for (guint i = 0; i < G_N_ELEMENTS (yolose_test_formats); i++) {
-    const gchar *format = yolose_test_formats[i];
-    GArray *got;
-    gchar *what;
+  for (guint i = 0; i < formats->len; i++) {
+    const gchar *format = g_ptr_array_index (formats, i);
+    GArray *got = element_detect (image, format, props, NULL);
+    gchar *what = g_strdup_printf ("%s %s", image, format);
 
-    if (!format_in_family (format, GST_VIDEO_FORMAT_FLAG_RGB))
-      continue;
-    got = element_detect (image, format, props, NULL);
-    what = g_strdup_printf ("%s %s", image, format);
     assert_same_dets (got, want, what);
     g_free (what);
     g_array_free (got, TRUE);
-    n_formats++;
   }
-  /* RGB, BGR and the eight with a fourth byte. */
-  fail_unless_equals_int (n_formats, 10);
   g_print ("%s at %d: %u detections, equal in all %u RGB formats\n", image,
-      input_size, want->len, n_formats);
+      input_size, want->len, formats->len);
+  g_ptr_array_unref (formats);
   g_free (props);
   g_array_free (want, TRUE);
   gst_buffer_unref (rgb);
@@ -670,26 +674,22 @@ GST_START_TEST (test_yuv_formats_match_core)
     GstBuffer *rgb = decode_image (images[i], "RGB", &rgb_info);
     GArray *want = core_detect_default (MODEL, 320, rgb, &rgb_info);
 
-    guint n_formats = 0;
+    GPtrArray *formats = formats_in_family (GST_VIDEO_FORMAT_FLAG_YUV);
 
-    for (guint f = 0; f < G_N_ELEMENTS (yolose_test_formats); f++) {
-      const gchar *format = yolose_test_formats[f];
-      GArray *got;
-      gchar *what;
+    /* I420, YV12, NV12, NV21, YUY2 and UYVY. */
+    fail_unless_equals_int (formats->len, 6);
+    for (guint f = 0; f < formats->len; f++) {
+      const gchar *format = g_ptr_array_index (formats, f);
+      GArray *got = element_detect (images[i], format, "input-size=320", NULL);
+      gchar *what = g_strdup_printf ("%s %s", images[i], format);
 
-      if (!format_in_family (format, GST_VIDEO_FORMAT_FLAG_YUV))
-        continue;
-      got = element_detect (images[i], format, "input-size=320", NULL);
-      what = g_strdup_printf ("%s %s", images[i], format);
-      n_formats++;
       assert_matched (want, got, 0.4, what);
       assert_matched (got, want, 0.4, what);
       g_print ("%s: %u detections (core: %u)\n", what, got->len, want->len);
       g_free (what);
       g_array_free (got, TRUE);
     }
-    /* I420, YV12, NV12, NV21, YUY2 and UYVY. */
-    fail_unless_equals_int (n_formats, 6);
+    g_ptr_array_unref (formats);
     g_array_free (want, TRUE);
     gst_buffer_unref (rgb);
   }
