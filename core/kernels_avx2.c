@@ -552,9 +552,9 @@ parallel_range (int threads, size_t n, size_t grain, RangeFunc func, void *ctx)
 /* ------------------------------------------------------------ maxpool */
 
 /* max (m, v) with the instruction the vector loops use (maxss, as
- * _mm256_max_ps lane by lane): inline, where fmaxf is a call into libm
- * that took two thirds of SPPF's 20 x 20 pools.  The stride 1 path has
- * no scalar tail left; the plain loops below still use it. */
+ * _mm256_max_ps lane by lane), inline rather than a call into libm's
+ * fmaxf.  Only maxpool_plane_generic, for the pools the separable path
+ * does not take (stride above 1, wide padding or rows), uses it. */
 static inline float
 max_scalar (float m, float v)
 {
