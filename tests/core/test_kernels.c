@@ -247,6 +247,13 @@ static const ConvCase yolo_like_cases[] = {
   { 64, 255, 8, 8, 1, 1, 0, 1, YOLOSE_ACT_NONE, FALSE, FALSE, 0, 0, 1 },
   /* deep K (several cache blocks) with a residual */
   { 512, 64, 9, 11, 3, 1, 1, 1, YOLOSE_ACT_SILU, TRUE, FALSE, 0, 0, 2 },
+  /* rows a multiple of 32 wide: tiles of one whole output row, which the
+   * avx512 microkernel finishes straight into the output, after one K
+   * block or several, with a residual (also in place) */
+  { 300, 64, 6, 64, 1, 1, 0, 1, YOLOSE_ACT_SILU, TRUE, TRUE, 0, 8, 2 },
+  { 40, 24, 5, 96, 1, 1, 0, 1, YOLOSE_ACT_SILU, TRUE, FALSE, 8, 0, 3 },
+  { 24, 16, 7, 34, 3, 1, 0, 1, YOLOSE_ACT_NONE, TRUE, FALSE, 0, 0, 1 },
+  { 160, 32, 9, 64, 3, 2, 1, 1, YOLOSE_ACT_SILU, TRUE, TRUE, 0, 0, 2 },
   /* degenerate shapes */
   { 1, 1, 1, 1, 1, 1, 0, 1, YOLOSE_ACT_NONE, FALSE, FALSE, 0, 0, 1 },
   { 1, 1, 1, 1, 3, 1, 1, 1, YOLOSE_ACT_SILU, FALSE, FALSE, 0, 0, 3 },
