@@ -31,7 +31,9 @@
 #define POSITIONS 16    /* 4 x 4 transformed values per tile */
 #define TILES_MAX 192   /* tiles per band, at most (before rounding) */
 #define CHANNELS_MAX 64 /* input channels per block of V */
-#define CHUNK_PANELS 8  /* output channels per task: 8 panels of MR */
+/* A task's per-position sums, at most: they stay in L2 (2 MB on the
+ * Emerald Rapids this was tuned on) beside V. */
+#define SUMS_BYTES_MAX (768 * 1024)
 
 gboolean
 yolose_avx512_wino_applies (const YoloseConvDesc *d)
@@ -113,24 +115,65 @@ typedef struct {
   size_t row_floats; /* one zero-padded input row */
 } Wino;
 
-/* Rows of tiles per band: as many as fit TILES_MAX, preferring a count
- * that wastes little when rounded up to whole microkernels. */
-static int
-choose_band_rows (int tiles_x, int tiles_y)
-{
-  int best = 1;
-  double best_waste = 1e9;
+/* What the input transform of a band costs, in output panels' worth of
+ * GEMM on the same tiles: every task transforms its band's input for all
+ * input channels, so cutting the output channels into more chunks repeats
+ * it.  Measured on 128 and 256 channels at 40 x 40, where 4 chunks of a
+ * band ran 20% slower than 2 and 2 slower than 1. */
+#define TRANSFORM_PANELS 6
 
-  for (int rows = 1; rows <= tiles_y && rows * tiles_x <= TILES_MAX; rows++) {
-    int tiles = rows * tiles_x;
-    double waste = (double)round_up (tiles, NR) / tiles;
-    /* ties go to the larger band */
-    if (waste <= best_waste + 0.02) {
-      best = rows;
-      best_waste = MIN (waste, best_waste);
+/* The work of the busiest thread when @n_chunks chunks of @chunk_panels
+ * output panels and bands of @rows tile rows run on @threads threads, in
+ * padded tiles x panels (the last round of tasks may leave threads idle);
+ * 0 when the band breaks TILES_MAX (unless it is one row) or its sums
+ * would not stay within SUMS_BYTES_MAX. */
+static size_t
+split_cost (const Wino *w, int rows, int chunk_panels, int n_chunks,
+    int threads)
+{
+  size_t padded = round_up ((size_t)rows * w->tiles_x, NR);
+  size_t tasks = (size_t)(w->tiles_y + rows - 1) / rows * n_chunks;
+
+  if ((rows > 1 && rows * w->tiles_x > TILES_MAX)
+      || (size_t)POSITIONS * chunk_panels * MR * padded * sizeof (float)
+          > SUMS_BYTES_MAX)
+    return 0;
+  return (tasks + threads - 1) / threads * padded
+      * (chunk_panels + TRANSFORM_PANELS);
+}
+
+/* How a layer is cut into tasks of a band of tile rows x a chunk of
+ * output panels: the cut with the least work for the busiest thread (ties
+ * go to larger bands and fewer chunks).  At 40 x 40 with 128 channels on
+ * two threads, the old cut (bands of up to 192 tiles, chunks of up to 8
+ * panels, at least 4 tasks a thread: 8 rows x 4 chunks) ran at 130
+ * GFLOP/s, this one (3 rows x all 16 panels) at 280. */
+static void
+split_wino_work (Wino *w, int threads)
+{
+  size_t best = SIZE_MAX;
+
+  w->band_rows = 1;
+  w->chunk_panels = 1;
+  for (int n_chunks = 1; n_chunks <= w->panels; n_chunks++) {
+    int chunk_panels = (w->panels + n_chunks - 1) / n_chunks;
+    if (n_chunks > 1
+        && chunk_panels == (w->panels + n_chunks - 2) / (n_chunks - 1))
+      continue; /* the same chunks as n_chunks - 1 */
+    for (int rows = 1; rows <= w->tiles_y; rows++) {
+      size_t cost = split_cost (w, rows, chunk_panels,
+          (w->panels + chunk_panels - 1) / chunk_panels, threads);
+      if (cost == 0)
+        break; /* larger bands only break the limits further */
+      if (cost <= best && (cost < best || chunk_panels >= w->chunk_panels)) {
+        best = cost;
+        w->band_rows = rows;
+        w->chunk_panels = chunk_panels;
+      }
     }
   }
-  return best;
+  w->n_bands = (w->tiles_y + w->band_rows - 1) / w->band_rows;
+  w->n_chunks = (w->panels + w->chunk_panels - 1) / w->chunk_panels;
 }
 
 static Wino
@@ -146,18 +189,10 @@ wino_geometry (const YoloseConvDesc *d, int in_h, int in_w, int threads)
   w.out_w = in_w;
   w.tiles_y = (in_h + 1) / 2;
   w.tiles_x = (in_w + 1) / 2;
-  w.band_rows = choose_band_rows (w.tiles_x, w.tiles_y);
-  w.n_bands = (w.tiles_y + w.band_rows - 1) / w.band_rows;
+  split_wino_work (&w, threads);
   w.tiles_pad = (int)round_up ((size_t)w.band_rows * w.tiles_x, NR);
   blocks = (w.cin + CHANNELS_MAX - 1) / CHANNELS_MAX;
   w.ch_block = (w.cin + blocks - 1) / blocks;
-  w.chunk_panels = MIN (w.panels, CHUNK_PANELS);
-  /* Enough tasks for every thread to take several. */
-  while (w.chunk_panels > 2
-      && (size_t)w.n_bands * ((w.panels + w.chunk_panels - 1) / w.chunk_panels)
-          < 4 * (size_t)threads)
-    w.chunk_panels = (w.chunk_panels + 1) / 2;
-  w.n_chunks = (w.panels + w.chunk_panels - 1) / w.chunk_panels;
   w.v_floats = (size_t)POSITIONS * w.ch_block * w.tiles_pad;
   w.sum_floats = (size_t)POSITIONS * w.chunk_panels * MR * w.tiles_pad;
   w.row_floats = round_up (2 * round_up (w.tiles_x, 16) + 64, ALIGN_FLOATS);
