@@ -15,9 +15,9 @@
  * (s y + py, s x + px)).
  * In that buffer every tap (ky, kx) of a channel is the same picture
  * shifted by a fixed offset, so row k of B for a run of output pixels is a
- * contiguous run of the buffer: the microkernel reads B straight from it
- * through a table of K offsets.  Output pixels are numbered in the
- * buffer's geometry ("virtual" pixels, phase width per row); the few
+ * contiguous run of the buffer: the microkernel reads B straight from it,
+ * row (c, t) at c * chan_stride + tap[t] (BRows).  Output pixels are numbered
+ * in the buffer's geometry ("virtual" pixels, phase width per row); the few
  * columns past the output width are computed and never stored.  This
  * trades those columns (2 of 42 at 40 x 40) for the 9x copy that im2col
  * costs, which dominated the layers with few output channels.  3x3 stride
@@ -247,12 +247,9 @@ geometry (const Packed512 *p, int in_h, int in_w, int threads)
 static size_t
 thread_floats (const Packed512 *p, const Geometry *g)
 {
-  int offsets = (int)round_up ((size_t)p->ch_block * p->taps, ALIGN_FLOATS);
+  int taps = (int)round_up ((size_t)p->taps, ALIGN_FLOATS);
 
-  /* direct: a second offset table, for the tail buffer */
-  if (g->direct)
-    offsets *= 2;
-  return g->buffer_floats + g->tail_floats + g->sums_floats + offsets
+  return g->buffer_floats + g->tail_floats + g->sums_floats + taps
       + ALIGN_FLOATS;
 }
 
@@ -361,21 +358,19 @@ fill_band (const Job *job, int grp, int c0, int n_ch, int oy0, float *buf)
   }
 }
 
-/* offsets[kk] for the rows of B of a channel block: where tap (ky, kx) of
- * channel c starts in the band buffer. */
+/* tap[t] for the kernel's taps (ky, kx): where the tap's picture starts
+ * in a channel of the band buffer, from the channel's start. */
 static void
-fill_offsets (const Job *job, int n_ch, int *offsets)
+fill_taps (const Job *job, int *tap)
 {
   const YoloseConvDesc *d = &job->p->desc;
   const Geometry *g = &job->geo;
-  int s = d->stride, kk = 0;
+  int s = d->stride, t = 0;
 
-  for (int c = 0; c < n_ch; c++)
-    for (int ky = 0; ky < d->kernel; ky++)
-      for (int kx = 0; kx < d->kernel; kx++)
-        offsets[kk++] = (int)(c * g->chan_stride
-            + (size_t)((ky % s) * s + kx % s) * g->phase_stride
-            + (size_t)(ky / s) * g->wv + kx / s);
+  for (int ky = 0; ky < d->kernel; ky++)
+    for (int kx = 0; kx < d->kernel; kx++)
+      tap[t++] = (int)((size_t)((ky % s) * s + kx % s) * g->phase_stride
+          + (size_t)(ky / s) * g->wv + kx / s);
 }
 
 /* ------------------------------------------------------- microkernel */
@@ -431,18 +426,38 @@ finish_half (const TileStore *ts, int r, int half, __m512 acc)
         finish_half (ts, r, 1, c##r##1));                                      \
   } while (0)
 
-/* c[8][32] (+)= a[kc][8] * B, where row k of B is the 32 floats at
- * b + offsets[k]: 16 zmm accumulators, two loads and eight broadcasts per
- * step of k.  The sums go to c, or with @ts straight to the output:
- * through c they would cost a store and a load per accumulator, and the
- * scalar bookkeeping of store_tile, which took a third of the time of the
- * 1x1 layers with few input channels. */
+#define STEP(bk)                                                               \
+  do {                                                                         \
+    const float *bk_ = (bk);                                                   \
+    __m512 b0 = _mm512_loadu_ps (bk_), b1 = _mm512_loadu_ps (bk_ + 16);        \
+    ROW (0);                                                                   \
+    ROW (1);                                                                   \
+    ROW (2);                                                                   \
+    ROW (3);                                                                   \
+    ROW (4);                                                                   \
+    ROW (5);                                                                   \
+    ROW (6);                                                                   \
+    ROW (7);                                                                   \
+    a += MR;                                                                   \
+  } while (0)
+
+/* c[8][32] (+)= a[n_ch x taps][8] * B, B's rows as @rows says: 16 zmm
+ * accumulators, two loads and eight broadcasts per row of B.  The rows
+ * are walked channel by channel, with the taps' offsets in registers for
+ * 1x1 and 3x3 kernels: a table of one offset per row cost a load and an
+ * address computation per step, 5-15% of the microkernel's time (more
+ * when the other hyperthread of the host's core is busy).  The sums go
+ * to c, or with @ts straight to the output: through c they would cost a
+ * store and a load per accumulator, and the scalar bookkeeping of
+ * store_tile, which took a third of the time of the 1x1 layers with few
+ * input channels. */
 static inline __attribute__ ((always_inline)) void
-gemm_8x32 (int kc, const float *restrict a, const float *restrict b,
-    const int *restrict offsets, float *restrict c, gboolean accumulate,
-    const TileStore *ts)
+gemm_8x32 (int n_ch, const BRows *rows, const float *restrict a,
+    float *restrict c, gboolean accumulate, const TileStore *ts)
 {
   const __m512 zero = _mm512_setzero_ps ();
+  const float *b = rows->base;
+  size_t chan_stride = rows->chan_stride;
   __m512 c00, c01, c10, c11, c20, c21, c30, c31;
   __m512 c40, c41, c50, c51, c60, c61, c70, c71;
 
@@ -454,19 +469,30 @@ gemm_8x32 (int kc, const float *restrict a, const float *restrict b,
   LOAD (5);
   LOAD (6);
   LOAD (7);
+  if (rows->taps == 1) {
+    b += rows->tap[0];
 #pragma GCC unroll 2
-  for (int k = 0; k < kc; k++) {
-    const float *bk = b + offsets[k];
-    __m512 b0 = _mm512_loadu_ps (bk), b1 = _mm512_loadu_ps (bk + 16);
-    ROW (0);
-    ROW (1);
-    ROW (2);
-    ROW (3);
-    ROW (4);
-    ROW (5);
-    ROW (6);
-    ROW (7);
-    a += MR;
+    for (int ch = 0; ch < n_ch; ch++, b += chan_stride)
+      STEP (b);
+  } else if (rows->taps == 9) {
+    const ptrdiff_t t0 = rows->tap[0], t1 = rows->tap[1], t2 = rows->tap[2];
+    const ptrdiff_t t3 = rows->tap[3], t4 = rows->tap[4], t5 = rows->tap[5];
+    const ptrdiff_t t6 = rows->tap[6], t7 = rows->tap[7], t8 = rows->tap[8];
+    for (int ch = 0; ch < n_ch; ch++, b += chan_stride) {
+      STEP (b + t0);
+      STEP (b + t1);
+      STEP (b + t2);
+      STEP (b + t3);
+      STEP (b + t4);
+      STEP (b + t5);
+      STEP (b + t6);
+      STEP (b + t7);
+      STEP (b + t8);
+    }
+  } else {
+    for (int ch = 0; ch < n_ch; ch++, b += chan_stride)
+      for (int t = 0; t < rows->taps; t++)
+        STEP (b + rows->tap[t]);
   }
   if (ts != NULL) {
     FINISH (0);
@@ -490,27 +516,26 @@ gemm_8x32 (int kc, const float *restrict a, const float *restrict b,
 }
 
 void
-yolose_avx512_gemm_8x32 (int kc, const float *restrict a,
-    const float *restrict b, const int *restrict offsets, float *restrict c,
-    gboolean accumulate)
+yolose_avx512_gemm_8x32 (int n_ch, const BRows *rows, const float *restrict a,
+    float *restrict c, gboolean accumulate)
 {
-  gemm_8x32 (kc, a, b, offsets, c, accumulate, NULL);
+  gemm_8x32 (n_ch, rows, a, c, accumulate, NULL);
 }
 
 /* The same, finishing the tile into the output as @ts says; c holds the
  * partial sums to start from when @accumulate. */
 static void
-gemm_8x32_store (int kc, const float *restrict a, const float *restrict b,
-    const int *restrict offsets, const float *restrict c, gboolean accumulate,
-    const TileStore *ts)
+gemm_8x32_store (int n_ch, const BRows *rows, const float *restrict a,
+    const float *restrict c, gboolean accumulate, const TileStore *ts)
 {
-  gemm_8x32 (kc, a, b, offsets, (float *)c, accumulate, ts);
+  gemm_8x32 (n_ch, rows, a, (float *)c, accumulate, ts);
 }
 
 #undef ROW
 #undef LOAD
 #undef STORE
 #undef FINISH
+#undef STEP
 
 /* ---------------------------------------------------------- epilogue */
 
@@ -594,36 +619,36 @@ tile_store (const Epilogue *e, int oc0, int rows, const Segment *seg, int n_seg,
 
 /* --------------------------------------------------------------- conv */
 
-/* Where row k of B comes from for one channel block: base + offsets[k],
- * or, for a direct tile that would run past the end of its planes, a
- * zero-padded copy in tail + tail_offsets[k]. */
+/* Where the rows of B come from for one channel block: @rows, or, for a
+ * direct tile that would run past the end of its planes, a zero-padded
+ * copy in @tail. */
 typedef struct {
-  const float *base;
-  const int *offsets;
+  BRows rows;
   float *tail;
-  int *tail_offsets;
   int n_ch;
   size_t plane;       /* direct: floats per input plane */
   size_t first_pixel; /* direct: the band's first pixel in its plane */
 } BandSource;
 
-/* B for tile @j of the band: its first float, with *offsets set. */
-static const float *
-tile_source (const BandSource *src, int j, const int **offsets)
+/* The rows of B for tile @j of the band. */
+static BRows
+tile_source (const BandSource *src, int j)
 {
   size_t pixel = src->first_pixel + (size_t)j * NR;
+  BRows rows = src->rows;
 
-  *offsets = src->offsets;
+  rows.base += (size_t)j * NR;
   if (src->tail == NULL || pixel + NR <= src->plane)
-    return src->base + (size_t)j * NR;
+    return rows;
   for (int k = 0; k < src->n_ch; k++) {
     size_t have = src->plane - pixel;
-    memcpy (src->tail + (size_t)k * NR, src->base + src->offsets[k] + j * NR,
+    memcpy (src->tail + (size_t)k * NR, rows.base + k * rows.chan_stride,
         have * sizeof (float));
     memset (src->tail + (size_t)k * NR + have, 0, (NR - have) * sizeof (float));
   }
-  *offsets = src->tail_offsets;
-  return src->tail;
+  rows.base = src->tail;
+  rows.chan_stride = NR;
+  return rows;
 }
 
 /* Points @src at input channels [c0, c0 + n_ch) of group @grp for the
@@ -635,26 +660,22 @@ prepare_source (const Job *job, int grp, int c0, int n_ch, int oy0, float *buf,
 {
   const Packed512 *p = job->p;
   const Geometry *g = &job->geo;
-  int *offsets = (int *)src->offsets;
 
   src->n_ch = n_ch;
   if (g->direct) {
     src->plane = (size_t)job->in->h * job->in->w;
     src->first_pixel = (size_t)oy0 * g->wv;
-    src->base = job->in->data + (size_t)(grp * p->cin + c0) * src->plane
+    src->rows.base = job->in->data + (size_t)(grp * p->cin + c0) * src->plane
         + src->first_pixel;
-    for (int k = 0; k < n_ch; k++) {
-      offsets[k] = (int)(k * src->plane);
-      src->tail_offsets[k] = k * NR;
-    }
+    src->rows.chan_stride = src->plane;
     return;
   }
   if (shared != NULL)
     buf = shared + (size_t)(grp * p->cin + c0) * g->chan_stride;
   else
     fill_band (job, grp, c0, n_ch, oy0, buf);
-  src->base = buf;
-  fill_offsets (job, n_ch, offsets);
+  src->rows.base = buf;
+  src->rows.chan_stride = g->chan_stride;
 }
 
 /* Output channels of weight panels [i0, i1) of group @grp for output rows
@@ -668,13 +689,12 @@ conv_band (const Job *job, int grp, int oy0, int band_end, int i0, int i1,
   const Geometry *g = &job->geo;
   int nv = (band_end - oy0) * g->wv;
   int n_tiles = (nv + NR - 1) / NR;
-  int n_offsets = (int)round_up ((size_t)p->ch_block * p->taps, ALIGN_FLOATS);
   float *buf = scratch, *tail = buf + g->buffer_floats;
   float *sums = tail + g->tail_floats;
   /* the scratch is untyped memory: its end holds ints */
-  int *offsets = (int *)(void *)(sums + g->sums_floats);
-  BandSource src = { NULL, offsets, g->direct ? tail : NULL,
-    offsets + n_offsets, 0, 0, 0 };
+  int *tap = (int *)(void *)(sums + g->sums_floats);
+  BandSource src
+      = { { NULL, 0, tap, p->taps }, g->direct ? tail : NULL, 0, 0, 0 };
   const float *a_group = p->a + (size_t)grp * p->m_panels * p->k * MR;
   Epilogue e = { d->bias + (size_t)grp * p->m, d->act,
     job->out->data + (size_t)grp * p->m * g->out_h * g->out_w,
@@ -684,17 +704,20 @@ conv_band (const Job *job, int grp, int oy0, int band_end, int i0, int i1,
     (size_t)g->out_h * g->out_w, g->out_w };
   float tile[MR * NR] __attribute__ ((aligned (64)));
 
+  if (g->direct)
+    tap[0] = 0;
+  else
+    fill_taps (job, tap);
   for (int c0 = 0; c0 < p->cin; c0 += p->ch_block) {
     int n_ch = MIN (p->ch_block, p->cin - c0);
-    int k0 = c0 * p->taps, kc = n_ch * p->taps;
+    int k0 = c0 * p->taps;
     gboolean first = c0 == 0, last = c0 + n_ch == p->cin;
 
     prepare_source (job, grp, c0, n_ch, oy0, buf, shared, &src);
     for (int j = 0; j < n_tiles; j++) {
       Segment seg[NR];
       int n_seg = last ? tile_segments (g, oy0, band_end, j * NR, seg) : 0;
-      const int *tile_offsets;
-      const float *b = tile_source (&src, j, &tile_offsets);
+      BRows b_rows = tile_source (&src, j);
       for (int i = i0; i < i1; i++) {
         const float *a = a_group + ((size_t)i * p->k + k0) * MR;
         float *partial = sums + ((size_t)(i - i0) * n_tiles + j) * MR * NR;
@@ -705,10 +728,10 @@ conv_band (const Job *job, int grp, int oy0, int band_end, int i0, int i1,
         float *c = first && last ? tile : partial;
 
         if (last && tile_store (&e, i * MR, rows, seg, n_seg, &ts)) {
-          gemm_8x32_store (kc, a, b, tile_offsets, partial, !first, &ts);
+          gemm_8x32_store (n_ch, &b_rows, a, partial, !first, &ts);
           continue;
         }
-        yolose_avx512_gemm_8x32 (kc, a, b, tile_offsets, c, !first);
+        yolose_avx512_gemm_8x32 (n_ch, &b_rows, a, c, !first);
         if (last)
           store_tile (&e, c, i * MR, rows, seg, n_seg);
       }

@@ -94,11 +94,19 @@ store_lanes (const Epilogue *e, __m512 v, int a, int b, size_t at)
   _mm512_mask_storeu_ps (e->out + at, first, v);
 }
 
-/* c[8][32] (+)= a[kc][8] * B, where row k of B is the 32 floats at
- * b + offsets[k]. */
-void yolose_avx512_gemm_8x32 (int kc, const float *restrict a,
-    const float *restrict b, const int *restrict offsets, float *restrict c,
-    gboolean accumulate);
+/* Where the microkernel reads B: row (c, t), for channel c of a block
+ * and tap t of the kernel, is the 32 floats at
+ * base + c * chan_stride + tap[t]. */
+typedef struct {
+  const float *base;
+  size_t chan_stride;
+  const int *tap;
+  int taps;
+} BRows;
+
+/* c[8][32] (+)= a[n_ch x taps][8] * B, B's rows as @rows says. */
+void yolose_avx512_gemm_8x32 (int n_ch, const BRows *rows,
+    const float *restrict a, float *restrict c, gboolean accumulate);
 
 /* Winograd F(2x2, 3x3) for 3x3, stride 1, pad 1 convolutions
  * (kernels_avx512_wino.c). */

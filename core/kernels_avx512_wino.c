@@ -202,8 +202,7 @@ wino_geometry (const YoloseConvDesc *d, int in_h, int in_w, int threads)
 static size_t
 thread_floats (const Wino *w)
 {
-  return w->v_floats + w->sum_floats + 4 * w->row_floats
-      + round_up (w->ch_block, ALIGN_FLOATS);
+  return w->v_floats + w->sum_floats + 4 * w->row_floats;
 }
 
 size_t
@@ -423,8 +422,8 @@ wino_task_run (const WinoJob *job, int ty0, int ty1, int i0, int n_panels,
   const YoloseConvDesc *d = job->desc;
   float *v = scratch, *sums = v + w->v_floats;
   float *row_mem = sums + w->sum_floats;
-  /* the scratch is untyped memory: its end holds ints */
-  int *offsets = (int *)(void *)(row_mem + 4 * w->row_floats);
+  /* V's rows are its channels, tiles_pad apart: one tap */
+  static const int no_offset = 0;
   int groups = w->tiles_pad / NR;
   size_t u_position = (size_t)w->panels * w->cin * MR;
   size_t v_position = (size_t)w->ch_block * w->tiles_pad;
@@ -433,8 +432,6 @@ wino_task_run (const WinoJob *job, int ty0, int ty1, int i0, int n_panels,
     job->residual ? job->residual->data : NULL, (size_t)w->out_h * w->out_w,
     w->out_w };
 
-  for (int c = 0; c < w->ch_block; c++)
-    offsets[c] = c * w->tiles_pad;
   for (int c0 = 0; c0 < w->cin; c0 += w->ch_block) {
     int n_ch = MIN (w->ch_block, w->cin - c0);
     transform_input (job, c0, n_ch, ty0, ty1, v, row_mem);
@@ -443,8 +440,9 @@ wino_task_run (const WinoJob *job, int ty0, int ty1, int i0, int n_panels,
       for (int j = 0; j < groups; j++)
         for (int i = 0; i < n_panels; i++)
           yolose_avx512_gemm_8x32 (n_ch,
+              &(BRows){ v + p * v_position + (size_t)j * NR, w->tiles_pad,
+                  &no_offset, 1 },
               job->u + p * u_position + ((size_t)(i0 + i) * w->cin + c0) * MR,
-              v + p * v_position + (size_t)j * NR, offsets,
               sums + p * s_position + ((size_t)i * groups + j) * MR * NR,
               c0 > 0);
   }
