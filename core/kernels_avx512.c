@@ -21,8 +21,8 @@
  * columns past the output width are computed and never stored.  This
  * trades those columns (2 of 42 at 40 x 40) for the 9x copy that im2col
  * costs, which dominated the layers with few output channels.  3x3 stride
- * 1 layers on pictures 32 or more wide go to Winograd instead
- * (kernels_avx512_wino.c). */
+ * 1 layers on pictures of 20 x 20 and more go to Winograd instead
+ * (kernels_avx512_wino.c, yolose_avx512_wino_pays). */
 #include "kernels.h"
 #include "kernels_avx512.h"
 #include "kernels_pack.h"

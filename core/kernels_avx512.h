@@ -108,7 +108,7 @@ typedef struct {
 void yolose_avx512_gemm_8x32 (int n_ch, const BRows *rows,
     const float *restrict a, float *restrict c, gboolean accumulate);
 
-/* Winograd F(2x2, 3x3) for 3x3, stride 1, pad 1 convolutions
+/* Winograd F(4x4, 3x3) for 3x3, stride 1, pad 1 convolutions
  * (kernels_avx512_wino.c). */
 gboolean yolose_avx512_wino_applies (const YoloseConvDesc *desc);
 /* Whether it beats the direct convolution on an input of that size. */

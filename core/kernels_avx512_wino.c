@@ -1,26 +1,35 @@
-/* yolose — Winograd F(2x2, 3x3) for the 3x3 stride 1 convolutions.
+/* yolose — Winograd F(4x4, 3x3) for the 3x3 stride 1 convolutions.
  *
  * The Bottlenecks' 3x3 convolutions are a third of YOLOv5's work.  Each
- * 2x2 block of outputs (a "tile") is computed from the 4x4 input patch
+ * 4x4 block of outputs (a "tile") is computed from the 6x6 input patch
  * around it: V = B^T d B transforms the patch, U = G g G^T the 3x3 filter
  * (once, at load), and the output is Y = A^T (sum over input channels of
- * U . V) A.  The sum over input channels is, for each of the 16 positions
- * of the 4x4 transform, an ordinary GEMM out[Cout x tiles] = U[Cout x Cin]
+ * U . V) A.  The sum over input channels is, for each of the 36 positions
+ * of the 6x6 transform, an ordinary GEMM out[Cout x tiles] = U[Cout x Cin]
  * V[Cin x tiles], run by the same 8x32 microkernel as the direct
- * convolution: 16 x Cin multiply-adds per tile and output channel instead
- * of 4 x 9 x Cin.  The transforms only add and subtract (and halve, in G),
- * so the result is as accurate as the direct sum.
+ * convolution: 36 x Cin multiply-adds per tile and output channel instead
+ * of 16 x 9 x Cin (F(2x2, 3x3), which this replaced, needed 16 for 4
+ * outputs: 4 x 9).  The transforms' constants are small powers of two and
+ * 5, 1/6, 1/24; the outputs stay within 1e-5 of the direct sum relative
+ * to the values' size on YOLOv5's layers.
  *
  * Work is cut into tasks of a band of tile rows x a chunk of output
  * channels; per block of input channels a task transforms its patches
- * into V (kept in L2), runs the 16 GEMMs into per-position sums, and at
+ * into V (kept in L2), runs the 36 GEMMs into per-position sums, and at
  * the end transforms the sums into outputs, adding bias, SiLU and the
  * residual and storing into the output slice.
  *
- *   B^T = | 1  0 -1  0 |   G = | 1    0    0  |   A^T = | 1  1  1  0 |
- *         | 0  1  1  0 |       | 1/2  1/2  1/2 |         | 0  1 -1 -1 |
- *         | 0 -1  1  0 |       | 1/2 -1/2  1/2 |
- *         | 0  1  0 -1 |       | 0    0    1  | */
+ *   B^T = | 4  0 -5  0  1  0 |   G = |  1/4    0     0   |
+ *         | 0 -4 -4  1  1  0 |       | -1/6  -1/6  -1/6  |
+ *         | 0  4 -4 -1  1  0 |       | -1/6   1/6  -1/6  |
+ *         | 0 -2 -1  2  1  0 |       |  1/24  1/12  1/6  |
+ *         | 0  2 -1 -2  1  0 |       |  1/24 -1/12  1/6  |
+ *         | 0  4  0 -5  0  1 |       |  0     0     1    |
+ *
+ *   A^T = | 1  1  1  1  1  0 |
+ *         | 0  1 -1  2 -2  0 |
+ *         | 0  1  1  4  4  0 |
+ *         | 0  1 -1  8 -8  1 | */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +37,9 @@
 #include "kernels_avx512.h"
 #include "kernels_pool.h"
 
-#define POSITIONS 16    /* 4 x 4 transformed values per tile */
+#define TILE 4          /* outputs per tile side */
+#define PATCH 6         /* inputs per patch side */
+#define POSITIONS 36    /* 6 x 6 transformed values per tile */
 #define TILES_MAX 192   /* tiles per band, at most (before rounding) */
 #define CHANNELS_MAX 64 /* input channels per block of V */
 /* A task's per-position sums, at most: they stay in L2 (2 MB on the
@@ -41,35 +52,43 @@ yolose_avx512_wino_applies (const YoloseConvDesc *d)
   return d->kernel == 3 && d->stride == 1 && d->pad == 1 && d->groups == 1;
 }
 
-/* The transforms work on 16 tiles (32 pixels) of a row at a time; on
- * narrower pictures (YOLOv5's 20 x 20 layers) lanes idle, tiles round up
- * badly to the microkernel's 32, and the direct convolution wins. */
+/* Tiles reach the microkernel in runs of 32 (the last one zero padded):
+ * on small pictures the padding eats the saving.  Measured against the
+ * direct convolution: 20 x 20 (25 tiles, padded 1.28 x) 34-45% faster,
+ * 24 x 24 (36, 1.78 x) 15%, 16 x 16 (16, 2 x) about even, 12 x 12 and
+ * 10 x 10 (9, 3.6 x) 36% and 130% slower. */
 gboolean
 yolose_avx512_wino_pays (int in_h, int in_w)
 {
-  return in_w >= 32 && in_h >= 2;
+  size_t tiles
+      = (size_t)((in_h + TILE - 1) / TILE) * (size_t)((in_w + TILE - 1) / TILE);
+
+  return 5 * round_up (tiles, NR) <= 9 * tiles;
 }
 
 /* ------------------------------------------------------------ weights */
 
-/* u[4][4] = G g G^T for one 3x3 filter @g. */
+/* u[6][6] = G g G^T for one 3x3 filter @g, summed in double. */
 static void
-transform_filter (const float *g, float u[4][4])
+transform_filter (const float *g, float u[PATCH][PATCH])
 {
-  float t[4][3];
+  static const double G[PATCH][3] = {
+    { 1.0 / 4, 0, 0 },
+    { -1.0 / 6, -1.0 / 6, -1.0 / 6 },
+    { -1.0 / 6, 1.0 / 6, -1.0 / 6 },
+    { 1.0 / 24, 1.0 / 12, 1.0 / 6 },
+    { 1.0 / 24, -1.0 / 12, 1.0 / 6 },
+    { 0, 0, 1 },
+  };
+  double t[PATCH][3];
 
-  for (int c = 0; c < 3; c++) {
-    t[0][c] = g[c];
-    t[1][c] = 0.5f * (g[c] + g[3 + c] + g[6 + c]);
-    t[2][c] = 0.5f * (g[c] - g[3 + c] + g[6 + c]);
-    t[3][c] = g[6 + c];
-  }
-  for (int r = 0; r < 4; r++) {
-    u[r][0] = t[r][0];
-    u[r][1] = 0.5f * (t[r][0] + t[r][1] + t[r][2]);
-    u[r][2] = 0.5f * (t[r][0] - t[r][1] + t[r][2]);
-    u[r][3] = t[r][2];
-  }
+  for (int r = 0; r < PATCH; r++)
+    for (int c = 0; c < 3; c++)
+      t[r][c] = G[r][0] * g[c] + G[r][1] * g[3 + c] + G[r][2] * g[6 + c];
+  for (int r = 0; r < PATCH; r++)
+    for (int c = 0; c < PATCH; c++)
+      u[r][c]
+          = (float)(t[r][0] * G[c][0] + t[r][1] * G[c][1] + t[r][2] * G[c][2]);
 }
 
 /* Layout [position][panel][input channel][MR], output channels zero
@@ -89,11 +108,11 @@ yolose_avx512_wino_pack (const YoloseConvDesc *d)
   memset (u, 0, POSITIONS * per_position * sizeof (float));
   for (int oc = 0; oc < cout; oc++)
     for (int ic = 0; ic < cin; ic++) {
-      float t[4][4];
+      float t[PATCH][PATCH];
       transform_filter (d->weight + ((size_t)oc * cin + ic) * 9, t);
       for (int p = 0; p < POSITIONS; p++)
         u[p * per_position + ((size_t)(oc / MR) * cin + ic) * MR + oc % MR]
-            = t[p / 4][p % 4];
+            = t[p / PATCH][p % PATCH];
     }
   return u;
 }
@@ -187,22 +206,23 @@ wino_geometry (const YoloseConvDesc *d, int in_h, int in_w, int threads)
   w.panels = (w.cout + MR - 1) / MR;
   w.out_h = in_h;
   w.out_w = in_w;
-  w.tiles_y = (in_h + 1) / 2;
-  w.tiles_x = (in_w + 1) / 2;
+  w.tiles_y = (in_h + TILE - 1) / TILE;
+  w.tiles_x = (in_w + TILE - 1) / TILE;
   split_wino_work (&w, threads);
   w.tiles_pad = (int)round_up ((size_t)w.band_rows * w.tiles_x, NR);
   blocks = (w.cin + CHANNELS_MAX - 1) / CHANNELS_MAX;
   w.ch_block = (w.cin + blocks - 1) / blocks;
   w.v_floats = (size_t)POSITIONS * w.ch_block * w.tiles_pad;
   w.sum_floats = (size_t)POSITIONS * w.chunk_panels * MR * w.tiles_pad;
-  w.row_floats = round_up (2 * round_up (w.tiles_x, 16) + 64, ALIGN_FLOATS);
+  /* the last 16 tiles of a row read TILE x 16 + 2 floats */
+  w.row_floats = round_up (TILE * round_up (w.tiles_x, 16) + 64, ALIGN_FLOATS);
   return w;
 }
 
 static size_t
 thread_floats (const Wino *w)
 {
-  return w->v_floats + w->sum_floats + 4 * w->row_floats;
+  return w->v_floats + w->sum_floats + PATCH * w->row_floats;
 }
 
 size_t
@@ -232,16 +252,17 @@ typedef struct {
   size_t per_thread;
 } WinoJob;
 
-/* rows[i] = input row 2 ty - 1 + i of @plane with one zero column on each
- * side (and zeros past the end, for whole-vector loads); all zero outside
- * the picture. */
+/* rows[i] = input row TILE ty - 1 + i of @plane with one zero column on
+ * each side (and zeros past the end, for whole-vector loads); all zero
+ * outside the picture. */
 static void
-load_patch_rows (const WinoJob *job, const float *plane, int ty, float *rows[4])
+load_patch_rows (const WinoJob *job, const float *plane, int ty,
+    float *rows[PATCH])
 {
   int h = job->in->h, wdt = job->in->w;
 
-  for (int i = 0; i < 4; i++) {
-    int iy = 2 * ty - 1 + i;
+  for (int i = 0; i < PATCH; i++) {
+    int iy = TILE * ty - 1 + i;
     float *r = rows[i];
     if (iy < 0 || iy >= h) {
       memset (r, 0, job->w->row_floats * sizeof (float));
@@ -254,45 +275,77 @@ load_patch_rows (const WinoJob *job, const float *plane, int ty, float *rows[4])
   }
 }
 
+/* v = B^T d for six vectors (16 tiles each). */
+static inline void
+transform_in6 (const __m512 d[PATCH], __m512 v[PATCH])
+{
+  const __m512 four = _mm512_set1_ps (4.0f), five = _mm512_set1_ps (5.0f);
+  __m512 t0 = _mm512_fnmadd_ps (four, d[2], d[4]); /* d4 - 4 d2 */
+  __m512 t1 = _mm512_fnmadd_ps (four, d[1], d[3]); /* d3 - 4 d1 */
+  __m512 t2 = _mm512_sub_ps (d[4], d[2]);
+  __m512 t3 = _mm512_add_ps (_mm512_sub_ps (d[3], d[1]),
+      _mm512_sub_ps (d[3], d[1])); /* 2 (d3 - d1) */
+
+  v[0] = _mm512_fmadd_ps (four, d[0], _mm512_fnmadd_ps (five, d[2], d[4]));
+  v[1] = _mm512_add_ps (t0, t1);
+  v[2] = _mm512_sub_ps (t0, t1);
+  v[3] = _mm512_add_ps (t2, t3);
+  v[4] = _mm512_sub_ps (t2, t3);
+  v[5] = _mm512_fmadd_ps (four, d[1], _mm512_fnmadd_ps (five, d[3], d[5]));
+}
+
+/* Column j of 16 tiles' patches in the padded row @r (tile tx starts at
+ * column TILE tx): d[j][t] = r[TILE t + j]. */
+static inline void
+patch_columns (const float *r, __m512 d[PATCH])
+{
+  const __m512i by4
+      = _mm512_setr_epi32 (0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0);
+  __m512 z0 = _mm512_loadu_ps (r), z1 = _mm512_loadu_ps (r + 16);
+  __m512 z2 = _mm512_loadu_ps (r + 32), z3 = _mm512_loadu_ps (r + 48);
+
+  for (int j = 0; j < TILE; j++) {
+    __m512i idx = _mm512_add_epi32 (by4, _mm512_set1_epi32 (j));
+    __m512 lo = _mm512_permutex2var_ps (z0, idx, z1);
+    __m512 hi = _mm512_permutex2var_ps (z2, idx, z3);
+    d[j] = _mm512_shuffle_f32x4 (lo, hi, 0x44);
+  }
+  /* columns 4 and 5 are columns 0 and 1 of the next tile */
+  for (int j = TILE; j < PATCH; j++)
+    d[j] = _mm512_castsi512_ps (_mm512_alignr_epi32 (
+        _mm512_castps_si512 (_mm512_set1_ps (r[64 + j - TILE])),
+        _mm512_castps_si512 (d[j - TILE]), 1));
+}
+
 /* V[p][c][t] for channel @c of the V block, tile row @ty, tiles
  * [0, tiles_x) at tile index @t0 of the band. */
 static void
-transform_tile_row (const WinoJob *job, float *rows[4], float *v, int c, int t0)
+transform_tile_row (const WinoJob *job, float *rows[PATCH], float *v, int c,
+    int t0)
 {
   const Wino *w = job->w;
-  const __m512i even = _mm512_setr_epi32 (0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20,
-      22, 24, 26, 28, 30);
-  const __m512i odd = _mm512_setr_epi32 (1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21,
-      23, 25, 27, 29, 31);
   size_t pos_stride = (size_t)w->ch_block * w->tiles_pad;
 
   for (int tx = 0; tx < w->tiles_x; tx += 16) {
     __mmask16 live
         = (__mmask16)(w->tiles_x - tx >= 16 ? 0xffff
                                             : (1u << (w->tiles_x - tx)) - 1);
-    __m512 u[4][4];
+    __m512 u[PATCH][PATCH];
     float *dst = v + (size_t)c * w->tiles_pad + t0 + tx;
 
-    /* Patch column j of tile tx is padded column 2 tx + j. */
-    for (int i = 0; i < 4; i++) {
-      const float *r = rows[i] + 2 * tx;
-      __m512 a0 = _mm512_loadu_ps (r), a1 = _mm512_loadu_ps (r + 16);
-      __m512 b0 = _mm512_loadu_ps (r + 2), b1 = _mm512_loadu_ps (r + 18);
-      __m512 d0 = _mm512_permutex2var_ps (a0, even, a1);
-      __m512 d1 = _mm512_permutex2var_ps (a0, odd, a1);
-      __m512 d2 = _mm512_permutex2var_ps (b0, even, b1);
-      __m512 d3 = _mm512_permutex2var_ps (b0, odd, b1);
-      u[i][0] = _mm512_sub_ps (d0, d2);
-      u[i][1] = _mm512_add_ps (d1, d2);
-      u[i][2] = _mm512_sub_ps (d2, d1);
-      u[i][3] = _mm512_sub_ps (d1, d3);
+    for (int i = 0; i < PATCH; i++) {
+      __m512 d[PATCH];
+      patch_columns (rows[i] + TILE * tx, d);
+      transform_in6 (d, u[i]);
     }
-    for (int j = 0; j < 4; j++) {
-      __m512 col[4] = { _mm512_sub_ps (u[0][j], u[2][j]),
-        _mm512_add_ps (u[1][j], u[2][j]), _mm512_sub_ps (u[2][j], u[1][j]),
-        _mm512_sub_ps (u[1][j], u[3][j]) };
-      for (int a = 0; a < 4; a++)
-        _mm512_mask_storeu_ps (dst + (a * 4 + j) * pos_stride, live, col[a]);
+    for (int j = 0; j < PATCH; j++) {
+      __m512 col[PATCH], out[PATCH];
+      for (int i = 0; i < PATCH; i++)
+        col[i] = u[i][j];
+      transform_in6 (col, out);
+      for (int a = 0; a < PATCH; a++)
+        _mm512_mask_storeu_ps (dst + (a * PATCH + j) * pos_stride, live,
+            out[a]);
     }
   }
 }
@@ -306,9 +359,9 @@ transform_input (const WinoJob *job, int c0, int n_ch, int ty0, int ty1,
   const Wino *w = job->w;
   size_t in_plane = (size_t)job->in->h * job->in->w;
   int live_tiles = (ty1 - ty0) * w->tiles_x;
-  float *rows[4];
+  float *rows[PATCH];
 
-  for (int i = 0; i < 4; i++)
+  for (int i = 0; i < PATCH; i++)
     rows[i] = row_mem + i * w->row_floats;
   for (int c = 0; c < n_ch; c++) {
     const float *plane = job->in->data + (size_t)(c0 + c) * in_plane;
@@ -325,38 +378,73 @@ transform_input (const WinoJob *job, int c0, int n_ch, int ty0, int ty1,
 
 /* --------------------------------------------------- output transform */
 
-/* Stores output rows 2 ty + dy of tiles [lane0, lane0 + 16) of the band
- * (two pixels per tile, interleaved from @left and @right) through the
- * epilogue, clipping at the picture's right and bottom edges. */
+/* y = A^T m for six vectors. */
+static inline void
+transform_out6 (const __m512 m[PATCH], __m512 y[TILE])
+{
+  __m512 s12 = _mm512_add_ps (m[1], m[2]), d12 = _mm512_sub_ps (m[1], m[2]);
+  __m512 s34 = _mm512_add_ps (m[3], m[4]), d34 = _mm512_sub_ps (m[3], m[4]);
+
+  y[0] = _mm512_add_ps (_mm512_add_ps (m[0], s12), s34);
+  y[1] = _mm512_fmadd_ps (_mm512_set1_ps (2.0f), d34, d12);
+  y[2] = _mm512_fmadd_ps (_mm512_set1_ps (4.0f), s34, s12);
+  y[3]
+      = _mm512_add_ps (_mm512_fmadd_ps (_mm512_set1_ps (8.0f), d34, d12), m[5]);
+}
+
+/* px[q] = pixels 16 q .. 16 q + 15 of a row of 16 tiles, whose four
+ * columns are @y[0..3]: tile t's pixel dx is y[dx][t]. */
+static inline void
+interleave_tiles (const __m512 y[TILE], __m512 px[TILE])
+{
+  const __m512i pair_lo = _mm512_setr_epi32 (0, 16, 1, 17, 2, 18, 3, 19, 4, 20,
+      5, 21, 6, 22, 7, 23);
+  const __m512i pair_hi = _mm512_setr_epi32 (8, 24, 9, 25, 10, 26, 11, 27, 12,
+      28, 13, 29, 14, 30, 15, 31);
+  const __m512i quad_lo = _mm512_setr_epi32 (0, 1, 16, 17, 2, 3, 18, 19, 4, 5,
+      20, 21, 6, 7, 22, 23);
+  const __m512i quad_hi = _mm512_setr_epi32 (8, 9, 24, 25, 10, 11, 26, 27, 12,
+      13, 28, 29, 14, 15, 30, 31);
+  __m512 ab_lo = _mm512_permutex2var_ps (y[0], pair_lo, y[1]);
+  __m512 ab_hi = _mm512_permutex2var_ps (y[0], pair_hi, y[1]);
+  __m512 cd_lo = _mm512_permutex2var_ps (y[2], pair_lo, y[3]);
+  __m512 cd_hi = _mm512_permutex2var_ps (y[2], pair_hi, y[3]);
+
+  px[0] = _mm512_permutex2var_ps (ab_lo, quad_lo, cd_lo);
+  px[1] = _mm512_permutex2var_ps (ab_lo, quad_hi, cd_lo);
+  px[2] = _mm512_permutex2var_ps (ab_hi, quad_lo, cd_hi);
+  px[3] = _mm512_permutex2var_ps (ab_hi, quad_hi, cd_hi);
+}
+
+/* Stores output row TILE ty + dy of tiles [t_first, t_first + 16) of the
+ * band (TILE pixels per tile, in @px as interleave_tiles gives them)
+ * through the epilogue, clipping at the picture's right and bottom
+ * edges. */
 static void
 store_tile_pixels (const WinoJob *job, const Epilogue *e, int oc, int ty0,
-    int live_tiles, int t_first, int dy, __m512 left, __m512 right)
+    int live_tiles, int t_first, int dy, const __m512 px[TILE])
 {
   const Wino *w = job->w;
-  const __m512i lo_idx = _mm512_setr_epi32 (0, 16, 1, 17, 2, 18, 3, 19, 4, 20,
-      5, 21, 6, 22, 7, 23);
-  const __m512i hi_idx = _mm512_setr_epi32 (8, 24, 9, 25, 10, 26, 11, 27, 12,
-      28, 13, 29, 14, 30, 15, 31);
-  __m512 half[2] = { _mm512_permutex2var_ps (left, lo_idx, right),
-    _mm512_permutex2var_ps (left, hi_idx, right) };
   int lane = 0;
 
   while (lane < 16) {
     int t = t_first + lane;
     int ty = ty0 + t / w->tiles_x, tx = t % w->tiles_x;
     int run = MIN (MIN (16 - lane, w->tiles_x - tx), live_tiles - t);
-    int y = 2 * ty + dy;
-    /* pixels of this run in the interleaved 32: [2 lane, 2 lane + n) */
-    int n = MIN (2 * run, w->out_w - 2 * tx);
+    int y = TILE * ty + dy;
+    /* pixels of this run in the interleaved 64: [TILE lane, + n) */
+    int n = MIN (TILE * run, w->out_w - TILE * tx);
 
     if (t >= live_tiles)
       break;
     if (y < w->out_h) {
-      size_t at = (size_t)oc * e->plane + (size_t)y * e->out_w + 2 * tx;
-      for (int h = 0; h < 2; h++) {
-        int a = MAX (2 * lane, 16 * h), b = MIN (2 * lane + n, 16 * h + 16);
+      size_t at = (size_t)oc * e->plane + (size_t)y * e->out_w + TILE * tx;
+      for (int q = 0; q < TILE; q++) {
+        int a = MAX (TILE * lane, 16 * q),
+            b = MIN (TILE * lane + n, 16 * q + 16);
         if (a < b)
-          store_lanes (e, half[h], a - 16 * h, b - 16 * h, at + (a - 2 * lane));
+          store_lanes (e, px[q], a - 16 * q, b - 16 * q,
+              at + (a - TILE * lane));
       }
     }
     lane += run;
@@ -383,29 +471,31 @@ transform_output (const WinoJob *job, const Epilogue *e, const float *sums,
       for (int t = 0; t < live_tiles; t += 16) {
         const float *m
             = sums + ((size_t)i * groups + t / NR) * MR * NR + r * NR + t % NR;
-        __m512 row[4][2];
+        __m512 rows[PATCH][TILE];
 
-        /* t[a] = m[a][0] + m[a][1] + m[a][2], m[a][1] - m[a][2] - m[a][3] */
-        for (int a = 0; a < 4; a++) {
-          __m512 m0 = _mm512_load_ps (m + (a * 4 + 0) * pos_stride);
-          __m512 m1 = _mm512_load_ps (m + (a * 4 + 1) * pos_stride);
-          __m512 m2 = _mm512_load_ps (m + (a * 4 + 2) * pos_stride);
-          __m512 m3 = _mm512_load_ps (m + (a * 4 + 3) * pos_stride);
-          row[a][0] = _mm512_add_ps (_mm512_add_ps (m0, m1), m2);
-          row[a][1] = _mm512_sub_ps (_mm512_sub_ps (m1, m2), m3);
+        /* rows[a] = A^T applied along each row a of the 6x6 sums */
+        for (int a = 0; a < PATCH; a++) {
+          __m512 ma[PATCH];
+          for (int b = 0; b < PATCH; b++)
+            ma[b] = _mm512_load_ps (m + (a * PATCH + b) * pos_stride);
+          transform_out6 (ma, rows[a]);
         }
-        for (int dy = 0; dy < 2; dy++) {
-          __m512 px[2];
-          for (int dx = 0; dx < 2; dx++) {
-            __m512 y = dy == 0
-                ? _mm512_add_ps (_mm512_add_ps (row[0][dx], row[1][dx]),
-                    row[2][dx])
-                : _mm512_sub_ps (_mm512_sub_ps (row[1][dx], row[2][dx]),
-                    row[3][dx]);
-            y = _mm512_add_ps (y, bias);
-            px[dx] = e->act == YOLOSE_ACT_SILU ? silu512 (y) : y;
+        for (int dx = 0; dx < TILE; dx++) {
+          __m512 col[PATCH], y[TILE];
+          for (int a = 0; a < PATCH; a++)
+            col[a] = rows[a][dx];
+          transform_out6 (col, y);
+          for (int dy = 0; dy < TILE; dy++)
+            rows[dy][dx] = y[dy]; /* rows[dy] is done with once read */
+        }
+        for (int dy = 0; dy < TILE; dy++) {
+          __m512 px[TILE];
+          for (int dx = 0; dx < TILE; dx++) {
+            __m512 v = _mm512_add_ps (rows[dy][dx], bias);
+            rows[dy][dx] = e->act == YOLOSE_ACT_SILU ? silu512 (v) : v;
           }
-          store_tile_pixels (job, e, oc, ty0, live_tiles, t, dy, px[0], px[1]);
+          interleave_tiles (rows[dy], px);
+          store_tile_pixels (job, e, oc, ty0, live_tiles, t, dy, px);
         }
       }
     }
