@@ -445,8 +445,8 @@ finish_half (const TileStore *ts, int r, int half, __m512 acc)
  * accumulators, two loads and eight broadcasts per row of B.  The rows
  * are walked channel by channel, with the taps' offsets in registers for
  * 1x1 and 3x3 kernels: a table of one offset per row cost a load and an
- * address computation per step, 5-15% of the microkernel's time (more
- * when the other hyperthread of the host's core is busy).  The sums go
+ * address computation per step, 5-15% of the microkernel's time (up to
+ * 30% while the machine was busy).  The sums go
  * to c, or with @ts straight to the output: through c they would cost a
  * store and a load per accumulator, and the scalar bookkeeping of
  * store_tile, which took a third of the time of the 1x1 layers with few
