@@ -245,20 +245,18 @@ geometry (const Packed512 *p, int in_h, int in_w, int threads)
 }
 
 static size_t
-thread_floats (const Packed512 *p, const Geometry *g)
+thread_floats (const Geometry *g)
 {
-  int taps = (int)round_up ((size_t)p->taps, ALIGN_FLOATS);
-
-  return g->buffer_floats + g->tail_floats + g->sums_floats + taps
-      + ALIGN_FLOATS;
+  return g->buffer_floats + g->tail_floats + g->sums_floats + ALIGN_FLOATS;
 }
 
-/* Scratch for a run with @threads threads: their own areas, then the
- * shared input copy if any. */
+/* Scratch for a run with @threads threads: their own areas, the shared
+ * input copy if any, then the taps' offsets (ints, one float each). */
 static size_t
 run_floats (const Packed512 *p, const Geometry *g, int threads)
 {
-  return (size_t)threads * thread_floats (p, g) + g->shared_floats;
+  return (size_t)threads * thread_floats (g) + g->shared_floats
+      + round_up ((size_t)p->taps, ALIGN_FLOATS);
 }
 
 static size_t
@@ -316,6 +314,7 @@ typedef struct {
   const YoloseTensor *in, *residual;
   YoloseTensor *out;
   Geometry geo;
+  const int *tap; /* fill_taps, once per call */
 } Job;
 
 /* Fills the band buffer for input channels [c0, c0 + n_ch) of group @grp
@@ -361,10 +360,9 @@ fill_band (const Job *job, int grp, int c0, int n_ch, int oy0, float *buf)
 /* tap[t] for the kernel's taps (ky, kx): where the tap's picture starts
  * in a channel of the band buffer, from the channel's start. */
 static void
-fill_taps (const Job *job, int *tap)
+fill_taps (const Packed512 *p, const Geometry *g, int *tap)
 {
-  const YoloseConvDesc *d = &job->p->desc;
-  const Geometry *g = &job->geo;
+  const YoloseConvDesc *d = &p->desc;
   int s = d->stride, t = 0;
 
   for (int ky = 0; ky < d->kernel; ky++)
@@ -408,11 +406,9 @@ typedef struct {
 static inline __m512
 finish_half (const TileStore *ts, int r, int half, __m512 acc)
 {
-  __m512 v = _mm512_add_ps (acc, _mm512_set1_ps (ts->bias[r]));
+  __m512 v = bias_act512 (acc, _mm512_set1_ps (ts->bias[r]), ts->act);
   size_t at = (size_t)r * ts->plane + 16 * half;
 
-  if (ts->act == YOLOSE_ACT_SILU)
-    v = silu512 (v);
   if (ts->residual != NULL)
     v = _mm512_add_ps (v, _mm512_loadu_ps (ts->residual + at));
   return v;
@@ -579,11 +575,9 @@ store_tile (const Epilogue *e, const float *c, int oc0, int rows,
     __m512 bias = _mm512_set1_ps (e->bias[oc]);
     __m512 half[2];
 
-    for (int h = 0; h < 2; h++) {
-      half[h] = _mm512_add_ps (_mm512_load_ps (c + r * NR + 16 * h), bias);
-      if (e->act == YOLOSE_ACT_SILU)
-        half[h] = silu512 (half[h]);
-    }
+    for (int h = 0; h < 2; h++)
+      half[h]
+          = bias_act512 (_mm512_load_ps (c + r * NR + 16 * h), bias, e->act);
     for (int i = 0; i < n_seg; i++) {
       size_t at
           = (size_t)oc * e->plane + (size_t)seg[i].oy * e->out_w + seg[i].ox;
@@ -691,10 +685,8 @@ conv_band (const Job *job, int grp, int oy0, int band_end, int i0, int i1,
   int n_tiles = (nv + NR - 1) / NR;
   float *buf = scratch, *tail = buf + g->buffer_floats;
   float *sums = tail + g->tail_floats;
-  /* the scratch is untyped memory: its end holds ints */
-  int *tap = (int *)(void *)(sums + g->sums_floats);
   BandSource src
-      = { { NULL, 0, tap, p->taps }, g->direct ? tail : NULL, 0, 0, 0 };
+      = { { NULL, 0, job->tap, p->taps }, g->direct ? tail : NULL, 0, 0, 0 };
   const float *a_group = p->a + (size_t)grp * p->m_panels * p->k * MR;
   Epilogue e = { d->bias + (size_t)grp * p->m, d->act,
     job->out->data + (size_t)grp * p->m * g->out_h * g->out_w,
@@ -704,10 +696,6 @@ conv_band (const Job *job, int grp, int oy0, int band_end, int i0, int i1,
     (size_t)g->out_h * g->out_w, g->out_w };
   float tile[MR * NR] __attribute__ ((aligned (64)));
 
-  if (g->direct)
-    tap[0] = 0;
-  else
-    fill_taps (job, tap);
   for (int c0 = 0; c0 < p->cin; c0 += p->ch_block) {
     int n_ch = MIN (p->ch_block, p->cin - c0);
     int k0 = c0 * p->taps;
@@ -780,6 +768,7 @@ avx512_conv2d (const YoloseConvDesc *desc, const void *packed,
 {
   const Packed512 *p = packed;
   ConvRun run = { { packed, in, residual, out } };
+  int *tap;
 
   if (p->wino != NULL && yolose_avx512_wino_pays (in->h, in->w)) {
     yolose_avx512_wino_conv2d (desc, p->wino, in, residual, out, scratch,
@@ -787,8 +776,13 @@ avx512_conv2d (const YoloseConvDesc *desc, const void *packed,
     return;
   }
   run.job.geo = geometry (packed, in->h, in->w, threads);
-  run.per_thread = thread_floats (packed, &run.job.geo);
+  run.per_thread = thread_floats (&run.job.geo);
   run.base = (float *)round_up ((uintptr_t)scratch, 64);
+  /* the scratch is untyped memory: its end holds ints */
+  tap = (int *)(void *)(run.base + (size_t)threads * run.per_thread
+      + run.job.geo.shared_floats);
+  fill_taps (p, &run.job.geo, tap);
+  run.job.tap = tap;
   if (run.job.geo.shared) {
     run.shared = run.base + (size_t)threads * run.per_thread;
     yolose_pool_run (threads,

@@ -59,6 +59,15 @@ silu512 (__m512 x)
       reciprocal512 (_mm512_add_ps (_mm512_set1_ps (1.0f), e)));
 }
 
+/* The end of every convolution's sum: its bias, then its activation. */
+static inline __m512
+bias_act512 (__m512 sum, __m512 bias, YoloseActivation act)
+{
+  __m512 v = _mm512_add_ps (sum, bias);
+
+  return act == YOLOSE_ACT_SILU ? silu512 (v) : v;
+}
+
 static inline size_t
 round_up (size_t x, size_t to)
 {

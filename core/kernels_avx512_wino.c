@@ -491,10 +491,8 @@ transform_output (const WinoJob *job, const Epilogue *e, const float *sums,
         }
         for (int dy = 0; dy < TILE; dy++) {
           __m512 px[TILE];
-          for (int dx = 0; dx < TILE; dx++) {
-            __m512 v = _mm512_add_ps (rows[dy][dx], bias);
-            rows[dy][dx] = e->act == YOLOSE_ACT_SILU ? silu512 (v) : v;
-          }
+          for (int dx = 0; dx < TILE; dx++)
+            rows[dy][dx] = bias_act512 (rows[dy][dx], bias, e->act);
           interleave_tiles (rows[dy], px);
           store_tile_pixels (job, e, oc, ty0, live_tiles, t, dy, px);
         }
