@@ -20,7 +20,7 @@ typedef enum {
   YOLOSE_OP_UPSAMPLE,
   YOLOSE_OP_SQUEEZE_EXCITE, /* in place on its input's storage */
   YOLOSE_OP_CONCAT,         /* copies only inputs not already in place */
-  YOLOSE_OP_DETECT,         /* one level of Detect: sigmoid + decode */
+  YOLOSE_OP_DETECT,         /* one level of Detect's decode */
 } YoloseOpKind;
 
 typedef struct {

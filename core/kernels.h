@@ -26,7 +26,8 @@ typedef struct {
 
 typedef enum {
   YOLOSE_ACT_NONE,
-  YOLOSE_ACT_SILU, /* x * sigmoid(x) */
+  YOLOSE_ACT_SILU,    /* x * sigmoid(x) */
+  YOLOSE_ACT_SIGMOID, /* 1 / (1 + exp(-x)): Detect's outputs */
 } YoloseActivation;
 
 /* A convolution with BatchNorm already folded in (weight, bias). */
@@ -85,9 +86,6 @@ struct _YoloseKernels {
    * @scratch holds at least c + hidden floats. */
   void (*squeeze_excite) (YoloseTensor *inout, const float *w1, const float *w2,
       int hidden, float *scratch, int threads);
-
-  /* x[i] = 1 / (1 + exp(-x[i])) for n values, in place. */
-  void (*sigmoid) (float *x, size_t n, int threads);
 };
 
 #define YOLOSE_KERNELS_ERROR (yolose_kernels_error_quark ())

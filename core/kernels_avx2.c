@@ -97,6 +97,34 @@ sigmoid1 (float x)
   return 1.0f / (1.0f + expf (-x));
 }
 
+static inline __m256
+activate256 (__m256 x, YoloseActivation act)
+{
+  switch (act) {
+    case YOLOSE_ACT_SILU:
+      return silu256 (x);
+    case YOLOSE_ACT_SIGMOID:
+      return sigmoid256 (x);
+    case YOLOSE_ACT_NONE:
+      break;
+  }
+  return x;
+}
+
+static inline float
+activate1 (float x, YoloseActivation act)
+{
+  switch (act) {
+    case YOLOSE_ACT_SILU:
+      return silu1 (x);
+    case YOLOSE_ACT_SIGMOID:
+      return sigmoid1 (x);
+    case YOLOSE_ACT_NONE:
+      break;
+  }
+  return x;
+}
+
 static inline size_t
 round_up (size_t x, size_t to)
 {
@@ -392,9 +420,7 @@ typedef struct {
 static inline __m256
 finish8 (const Epilogue *e, __m256 v, __m256 bias, size_t at)
 {
-  v = _mm256_add_ps (v, bias);
-  if (e->act == YOLOSE_ACT_SILU)
-    v = silu256 (v);
+  v = activate256 (_mm256_add_ps (v, bias), e->act);
   if (e->residual != NULL)
     v = _mm256_add_ps (v, _mm256_loadu_ps (e->residual + at));
   return v;
@@ -419,9 +445,7 @@ store_tile (const Epilogue *e, const float *c, int oc0, int rows, size_t n,
       _mm256_storeu_ps (e->out + at + 8, v1);
     } else {
       for (int j = 0; j < cols; j++) {
-        float v = src[j] + e->bias[oc];
-        if (e->act == YOLOSE_ACT_SILU)
-          v = silu1 (v);
+        float v = activate1 (src[j] + e->bias[oc], e->act);
         if (e->residual != NULL)
           v += e->residual[at + j];
         e->out[at + j] = v;
@@ -832,26 +856,6 @@ avx2_squeeze_excite (YoloseTensor *inout, const float *w1, const float *w2,
   parallel_range (threads, c, grain, se_scale, &job);
 }
 
-/* ------------------------------------------------------------ sigmoid */
-
-static void
-sigmoid_range (void *ctx, size_t begin, size_t end)
-{
-  float *x = ctx;
-  size_t i = begin;
-
-  for (; i + 8 <= end; i += 8)
-    _mm256_storeu_ps (x + i, sigmoid256 (_mm256_loadu_ps (x + i)));
-  for (; i < end; i++)
-    x[i] = sigmoid1 (x[i]);
-}
-
-static void
-avx2_sigmoid (float *x, size_t n, int threads)
-{
-  parallel_range (threads, n, 32768, sigmoid_range, x);
-}
-
 static const YoloseKernels avx2_kernels = {
   .name = "avx2",
   .conv_pack = avx2_conv_pack,
@@ -861,7 +865,6 @@ static const YoloseKernels avx2_kernels = {
   .maxpool2d = avx2_maxpool2d,
   .upsample_nearest = avx2_upsample_nearest,
   .squeeze_excite = avx2_squeeze_excite,
-  .sigmoid = avx2_sigmoid,
 };
 
 const YoloseKernels *

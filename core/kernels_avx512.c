@@ -3,7 +3,7 @@
  * Compiled alone with -mavx512f and only called after
  * yolose_cpu_has_avx512 ().  It provides the convolution entries of the
  * "avx512" table; kernels_select.c completes that table with the AVX2
- * pooling, upsampling, SE and sigmoid, which are memory bound and gain
+ * pooling, upsampling and SE, which are memory bound and gain
  * nothing from wider vectors.
  *
  * Convolution is a GEMM per group, out[M x N] = W[M x K] * B[K x N], as in

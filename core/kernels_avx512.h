@@ -51,12 +51,17 @@ reciprocal512 (__m512 d)
 }
 
 static inline __m512
-silu512 (__m512 x)
+sigmoid512 (__m512 x)
 {
   __m512 e = exp512 (_mm512_sub_ps (_mm512_setzero_ps (), x));
 
-  return _mm512_mul_ps (x,
-      reciprocal512 (_mm512_add_ps (_mm512_set1_ps (1.0f), e)));
+  return reciprocal512 (_mm512_add_ps (_mm512_set1_ps (1.0f), e));
+}
+
+static inline __m512
+silu512 (__m512 x)
+{
+  return _mm512_mul_ps (x, sigmoid512 (x));
 }
 
 /* The end of every convolution's sum: its bias, then its activation. */
@@ -65,7 +70,15 @@ bias_act512 (__m512 sum, __m512 bias, YoloseActivation act)
 {
   __m512 v = _mm512_add_ps (sum, bias);
 
-  return act == YOLOSE_ACT_SILU ? silu512 (v) : v;
+  switch (act) {
+    case YOLOSE_ACT_SILU:
+      return silu512 (v);
+    case YOLOSE_ACT_SIGMOID:
+      return sigmoid512 (v);
+    case YOLOSE_ACT_NONE:
+      break;
+  }
+  return v;
 }
 
 static inline size_t

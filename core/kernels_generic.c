@@ -38,6 +38,20 @@ sigmoid (float x)
   return 1.0f / (1.0f + expf (-x));
 }
 
+static float
+activate (float x, YoloseActivation act)
+{
+  switch (act) {
+    case YOLOSE_ACT_SILU:
+      return silu (x);
+    case YOLOSE_ACT_SIGMOID:
+      return sigmoid (x);
+    case YOLOSE_ACT_NONE:
+      break;
+  }
+  return x;
+}
+
 static void *
 generic_conv_pack (const YoloseConvDesc *desc)
 {
@@ -195,9 +209,7 @@ store_panel (const GenericConvJob *job, int g, int oc0, int rows, int n0,
     int oc = g * job->p->m + oc0 + r;
     size_t at = (size_t)oc * plane + n0;
     for (int j = 0; j < nc; j++) {
-      float v = sums[r * G_NC + j] + d->bias[oc];
-      if (d->act == YOLOSE_ACT_SILU)
-        v = silu (v);
+      float v = activate (sums[r * G_NC + j] + d->bias[oc], d->act);
       if (job->residual != NULL)
         v += job->residual->data[at + j];
       job->out->data[at + j] = v;
@@ -338,16 +350,6 @@ generic_squeeze_excite (YoloseTensor *inout, const float *w1, const float *w2,
   }
 }
 
-static void
-generic_sigmoid (float *x, size_t n, int threads)
-{
-  ptrdiff_t count = (ptrdiff_t)n;
-
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (ptrdiff_t i = 0; i < count; i++)
-    x[i] = sigmoid (x[i]);
-}
-
 static const YoloseKernels generic_kernels = {
   .name = "generic",
   .conv_pack = generic_conv_pack,
@@ -357,7 +359,6 @@ static const YoloseKernels generic_kernels = {
   .maxpool2d = generic_maxpool2d,
   .upsample_nearest = generic_upsample_nearest,
   .squeeze_excite = generic_squeeze_excite,
-  .sigmoid = generic_sigmoid,
 };
 
 const YoloseKernels *

@@ -714,7 +714,7 @@ build_upsample (Builder *b, const YolosePyValue *args, int in)
   return out;
 }
 
-/* Detect: one 1x1 conv (with bias, no activation) per level, then decode.
+/* Detect: one 1x1 conv (with bias, sigmoid) per level, then decode.
  * The anchors come from the Detect module's buffer (in stride units, as
  * Model.__init__ leaves them) and its stride, not from the yaml: training
  * may have re-fitted them. */
@@ -772,7 +772,7 @@ add_detect_level (Builder *b, const YolosePyValue *convs, int level, int in,
   conv_op.residual = -1;
   conv_op.output = yolose_graph_add_value (b->graph, b->no, iv->h, iv->w);
   conv_op.u.conv.desc = (YoloseConvDesc){ iv->c, b->no, 1, 1, 0, 1,
-    YOLOSE_ACT_NONE, conv_op.u.conv.weight, conv_op.u.conv.bias };
+    YOLOSE_ACT_SIGMOID, conv_op.u.conv.weight, conv_op.u.conv.bias };
   yolose_graph_add_op (b->graph, &conv_op);
   b->flops += 2.0 * iv->c * b->no * iv->h * iv->w;
 

@@ -69,6 +69,20 @@ typedef struct {
   int threads;
 } ConvCase;
 
+static const char *
+activation_name (YoloseActivation act)
+{
+  switch (act) {
+    case YOLOSE_ACT_SILU:
+      return "silu";
+    case YOLOSE_ACT_SIGMOID:
+      return "sigmoid";
+    case YOLOSE_ACT_NONE:
+      break;
+  }
+  return "none";
+}
+
 static char *
 conv_case_to_string (const YoloseKernels *kernels, const ConvCase *c)
 {
@@ -76,9 +90,9 @@ conv_case_to_string (const YoloseKernels *kernels, const ConvCase *c)
       "%s conv: cin %d cout %d in %dx%d k %d stride %d "
       "pad %d groups %d act %s residual %s%s slice +%d/+%d threads %d",
       kernels->name, c->cin, c->cout, c->h, c->w, c->k, c->stride, c->pad,
-      c->groups, c->act == YOLOSE_ACT_SILU ? "silu" : "none",
-      c->residual ? "yes" : "no", c->alias_residual ? " (aliased)" : "",
-      c->slice_before, c->slice_after, c->threads);
+      c->groups, activation_name (c->act), c->residual ? "yes" : "no",
+      c->alias_residual ? " (aliased)" : "", c->slice_before, c->slice_after,
+      c->threads);
 }
 
 static double
@@ -111,6 +125,8 @@ reference_conv_at (const YoloseConvDesc *d, const float *in, int h, int w,
       }
   if (d->act == YOLOSE_ACT_SILU)
     sum = reference_silu (sum);
+  if (d->act == YOLOSE_ACT_SIGMOID)
+    sum = 1.0 / (1.0 + exp (-sum));
   return sum;
 }
 
@@ -216,8 +232,9 @@ check_conv_case (const YoloseKernels *kernels, const ConvCase *c, GRand *rand)
   }
 }
 
-/* The layer shapes of YOLOv5 (scaled down in size), each with and without
- * SiLU, residual and slice, on 1, 2 and 3 threads. */
+/* The layer shapes of YOLOv5 (scaled down in size), with SiLU, sigmoid or
+ * no activation, with and without residual and slice, on 1, 2 and 3
+ * threads. */
 static const ConvCase yolo_like_cases[] = {
   /* stem: k 6 s 2 p 2 */
   { 3, 32, 64, 64, 6, 2, 2, 1, YOLOSE_ACT_SILU, FALSE, FALSE, 0, 0, 2 },
@@ -242,9 +259,11 @@ static const ConvCase yolo_like_cases[] = {
   { 64, 32, 40, 40, 1, 1, 0, 1, YOLOSE_ACT_SILU, FALSE, FALSE, 0, 32, 2 },
   { 256, 128, 20, 20, 1, 1, 0, 1, YOLOSE_ACT_SILU, FALSE, FALSE, 128, 64, 3 },
   { 1024, 512, 7, 5, 1, 1, 0, 1, YOLOSE_ACT_SILU, FALSE, FALSE, 0, 0, 2 },
-  /* Detect: 1x1 with bias, no activation, odd channel count */
-  { 128, 75, 10, 10, 1, 1, 0, 1, YOLOSE_ACT_NONE, FALSE, FALSE, 0, 0, 2 },
-  { 64, 255, 8, 8, 1, 1, 0, 1, YOLOSE_ACT_NONE, FALSE, FALSE, 0, 0, 1 },
+  /* Detect: 1x1 with bias and sigmoid, odd channel count, also on rows
+   * of whole 32-pixel tiles */
+  { 128, 75, 10, 10, 1, 1, 0, 1, YOLOSE_ACT_SIGMOID, FALSE, FALSE, 0, 0, 2 },
+  { 64, 255, 8, 8, 1, 1, 0, 1, YOLOSE_ACT_SIGMOID, FALSE, FALSE, 0, 0, 1 },
+  { 64, 255, 3, 64, 1, 1, 0, 1, YOLOSE_ACT_SIGMOID, FALSE, FALSE, 0, 0, 2 },
   /* deep K (several cache blocks) with a residual */
   { 512, 64, 9, 11, 3, 1, 1, 1, YOLOSE_ACT_SILU, TRUE, FALSE, 0, 0, 2 },
   /* rows a multiple of 32 wide: tiles of one whole output row, which the
@@ -290,6 +309,8 @@ START_TEST (test_conv_random_shapes)
   GRand *rand = g_rand_new_with_seed (seed);
   static const int kernel_sizes[] = { 1, 3, 5, 6 };
   static const int group_counts[] = { 1, 1, 2, 4 };
+  static const YoloseActivation activations[]
+      = { YOLOSE_ACT_NONE, YOLOSE_ACT_SILU, YOLOSE_ACT_SIGMOID };
 
   if (kernels == NULL) {
     g_rand_free (rand);
@@ -308,7 +329,7 @@ START_TEST (test_conv_random_shapes)
     c.w = g_rand_int_range (rand, 1, 30);
     if (c.h + 2 * c.pad < c.k || c.w + 2 * c.pad < c.k)
       continue;
-    c.act = g_rand_boolean (rand) ? YOLOSE_ACT_SILU : YOLOSE_ACT_NONE;
+    c.act = activations[g_rand_int_range (rand, 0, 3)];
     c.residual = g_rand_boolean (rand);
     c.alias_residual = c.residual && g_rand_boolean (rand);
     c.slice_before = g_rand_boolean (rand) ? g_rand_int_range (rand, 1, 5) : 0;
@@ -664,24 +685,39 @@ START_TEST (test_squeeze_excite)
 }
 END_TEST
 
-/* ------------------------------------------------------------- sigmoid */
+/* ----------------------------------------------------- sigmoid epilogue */
 
-/* Sigmoid in place matches 1 / (1 + exp(-x)) over the whole float range,
- * for lengths that are not multiples of any vector width. */
-START_TEST (test_sigmoid)
+/* A convolution whose activation is the sigmoid (Detect's) gives 1 / (1 +
+ * exp(-x)) over the whole float range: a 1x1 conv with unit weights
+ * passes the input through to the epilogue, on rows of odd lengths and
+ * of whole 32-pixel tiles (the avx512 microkernel's fused store), to one
+ * whole panel of 8 output channels and to a partial one. */
+START_TEST (test_conv_sigmoid_range)
 {
   const YoloseKernels *kernels = table_for (_i);
   GRand *rand = g_rand_new_with_seed (10);
-  static const size_t lengths[] = { 0, 1, 7, 8, 9, 31, 1000, 25200 * 25 + 3 };
+  static const int sizes[][2]
+      = { { 1, 1 }, { 1, 7 }, { 2, 9 }, { 1, 31 }, { 3, 64 }, { 25, 41 } };
+  static const int couts[] = { 8, 3 };
 
   if (kernels == NULL) {
     g_rand_free (rand);
     return;
   }
-  for (gsize n = 0; n < G_N_ELEMENTS (lengths); n++) {
-    size_t len = lengths[n];
-    float *x = g_new (float, len + 1), *orig = g_new (float, len + 1);
+  for (gsize n = 0; n < G_N_ELEMENTS (sizes) * G_N_ELEMENTS (couts); n++) {
+    int h = sizes[n / 2][0], w = sizes[n / 2][1], cout = couts[n % 2];
+    size_t len = (size_t)h * w;
+    float weight[8], bias[8] = { 0 };
+    float *x = g_new (float, len), *y = g_new (float, cout *len + 1);
+    YoloseConvDesc d
+        = { 1, cout, 1, 1, 0, 1, YOLOSE_ACT_SIGMOID, weight, bias };
+    YoloseTensor in = { x, 1, h, w }, out = { y, cout, h, w };
+    int threads = 1 + (int)(n % 3);
+    size_t scratch_bytes;
+    void *packed, *scratch;
 
+    for (int i = 0; i < 8; i++)
+      weight[i] = 1.0f;
     fill_random (rand, x, len, -20.0, 20.0);
     if (len > 4) {
       x[0] = -1000.0f;
@@ -689,18 +725,25 @@ START_TEST (test_sigmoid)
       x[2] = -88.5f;
       x[3] = 0.0f;
     }
-    x[len] = SENTINEL;
-    memcpy (orig, x, (len + 1) * sizeof (float));
-    kernels->sigmoid (x, len, 1 + n % 3);
-    for (size_t i = 0; i < len; i++) {
-      double ref = 1.0 / (1.0 + exp (-(double)orig[i]));
-      ck_assert_msg (close_enough (x[i], ref, ELEMENTWISE_TOL),
-          "%s sigmoid(%g) = %.9g, expected %.9g (n %zu)", kernels->name,
-          orig[i], x[i], ref, len);
-    }
-    ck_assert_msg (x[len] == SENTINEL, "%s sigmoid wrote past the end",
+    y[cout * len] = SENTINEL;
+    packed = kernels->conv_pack (&d);
+    ck_assert_ptr_nonnull (packed);
+    scratch_bytes = kernels->conv_scratch_size (&d, h, w, threads);
+    scratch = scratch_bytes ? g_malloc (scratch_bytes) : NULL;
+    kernels->conv2d (&d, packed, &in, NULL, &out, scratch, threads);
+    for (int oc = 0; oc < cout; oc++)
+      for (size_t i = 0; i < len; i++) {
+        double ref = 1.0 / (1.0 + exp (-(double)x[i]));
+        float got = y[oc * len + i];
+        ck_assert_msg (close_enough (got, ref, ELEMENTWISE_TOL),
+            "%s sigmoid(%g) = %.9g, expected %.9g (%dx%d, channel %d of %d)",
+            kernels->name, x[i], got, ref, h, w, oc, cout);
+      }
+    ck_assert_msg (y[cout * len] == SENTINEL, "%s conv wrote past the end",
         kernels->name);
-    g_free (orig);
+    g_free (scratch);
+    kernels->conv_packed_free (packed);
+    g_free (y);
     g_free (x);
   }
   g_rand_free (rand);
@@ -931,7 +974,7 @@ kernels_suite (void)
   tcase_add_loop_test (tc, test_maxpool, 0, N_TABLES);
   tcase_add_loop_test (tc, test_upsample_nearest, 0, N_TABLES);
   tcase_add_loop_test (tc, test_squeeze_excite, 0, N_TABLES);
-  tcase_add_loop_test (tc, test_sigmoid, 0, N_TABLES);
+  tcase_add_loop_test (tc, test_conv_sigmoid_range, 0, N_TABLES);
   suite_add_tcase (s, tc);
 
   tcase_add_test (sel, test_select_auto);
