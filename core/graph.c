@@ -11,14 +11,12 @@
  *     not overlap share memory.
  * The forward pass is then a loop over the operations. */
 #include "graph.h"
+#include "big_alloc.h"
 #include "kernels_pool.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef __linux__
-#include <sys/mman.h>
-#endif
 
 #include "yolose.h"
 
@@ -260,26 +258,17 @@ round_up_floats (gsize n)
   return (n + ARENA_ALIGN_FLOATS - 1) / ARENA_ALIGN_FLOATS * ARENA_ALIGN_FLOATS;
 }
 
-#define HUGE_PAGE_BYTES ((gsize)2 << 20)
-
-/* Zeroed memory for the arena and the scratch, on 2 MiB boundaries and
- * offered to the kernel as huge pages: a 1x1 convolution reads a row of
- * each of up to 128 input planes per microkernel call, one 4 KiB page
- * apiece, more than the first-level TLB holds.  Freed with free (). */
+/* Zeroed memory for the arena, the scratch, the input and the output, on
+ * huge pages when large: a 1x1 convolution reads a row of each of up to
+ * 128 input planes per microkernel call, one 4 KiB page apiece, more than
+ * the first-level TLB holds.  Freed with free (). */
 static void *
 alloc_activations (gsize bytes)
 {
-  void *mem = NULL;
-  gsize align = bytes >= HUGE_PAGE_BYTES ? HUGE_PAGE_BYTES : 64;
+  void *mem = yolose_big_alloc (bytes, 64);
 
-  bytes = MAX (bytes, 64);
-  if (posix_memalign (&mem, align, bytes) != 0)
-    return NULL;
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  if (align == HUGE_PAGE_BYTES)
-    madvise (mem, bytes, MADV_HUGEPAGE); /* a hint: failure is harmless */
-#endif
-  memset (mem, 0, bytes);
+  if (mem != NULL)
+    memset (mem, 0, MAX (bytes, 64));
   return mem;
 }
 

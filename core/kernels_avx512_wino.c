@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "big_alloc.h"
 #include "kernels_avx512.h"
 #include "kernels_pool.h"
 
@@ -100,12 +101,10 @@ yolose_avx512_wino_pack (const YoloseConvDesc *d)
   int cin = d->in_channels, cout = d->out_channels;
   int panels = (cout + MR - 1) / MR;
   size_t per_position = (size_t)panels * cin * MR;
-  void *mem = NULL;
-  float *u;
+  float *u = yolose_big_alloc (POSITIONS * per_position * sizeof (float), 64);
 
-  if (posix_memalign (&mem, 64, POSITIONS * per_position * sizeof (float)) != 0)
+  if (u == NULL)
     return NULL;
-  u = mem;
   memset (u, 0, POSITIONS * per_position * sizeof (float));
   for (int oc = 0; oc < cout; oc++)
     for (int ic = 0; ic < cin; ic++) {

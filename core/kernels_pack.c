@@ -1,7 +1,7 @@
 /* yolose — conv weights into MR-row panels (see kernels_pack.h). */
 #include "kernels_pack.h"
 
-#include <stdlib.h>
+#include "big_alloc.h"
 
 float *
 yolose_pack_weight_panels (const float *weight, int groups, int m, int k,
@@ -15,9 +15,8 @@ yolose_pack_weight_panels (const float *weight, int groups, int m, int k,
 
   /* at least one block: a size of 0 may give NULL, which reads as out of
    * memory */
-  if (posix_memalign (&mem, YOLOSE_PANEL_ALIGN_BYTES,
-          MAX (bytes, YOLOSE_PANEL_ALIGN_BYTES))
-      != 0)
+  mem = yolose_big_alloc (bytes, YOLOSE_PANEL_ALIGN_BYTES);
+  if (mem == NULL)
     return NULL;
   a = mem;
   for (int g = 0; g < groups; g++)
