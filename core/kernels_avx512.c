@@ -142,15 +142,18 @@ typedef struct {
    * input channels, into a buffer the tasks share. */
   gboolean shared;
   size_t shared_floats;
-  /* 1x1 stride-1 convolutions without padding read B straight from the
-   * input planes: no band buffer, only the tiles that would run past the
-   * end of a plane are copied (into a NR-wide buffer, tail_floats).  Such
-   * a layer maps pixel i of the input planes to pixel i of the output
-   * planes, so it runs on the planes cut into rows of NR pixels (out_w =
-   * wv = NR, the last row short): no tile straddles two picture rows, so
-   * every tile is finished in the microkernel and bands are never padded.
-   * In picture rows, a band of 40 x 40 wasted 12% on padding and half its
-   * tiles went through store_tile; at 20 x 20 all of them did. */
+  /* A 1x1 stride-1 convolution without padding maps pixel i of the input
+   * planes to pixel i of the output planes, so it runs on the planes cut
+   * into rows of NR pixels (out_w = wv = NR, the last row short): no tile
+   * straddles two picture rows, so every tile is finished in the
+   * microkernel, bands are never padded, and a band's copy is one run per
+   * channel.  In picture rows, a band of 40 x 40 wasted 12% on padding
+   * and half its tiles went through store_tile; at 20 x 20 all did. */
+  gboolean flat;
+  /* Flat layers whose planes spread over the cache sets read B straight
+   * from the input planes: no band buffer, only the tiles that would run
+   * past the end of a plane are copied (into a NR-wide buffer,
+   * tail_floats). */
   gboolean direct;
   size_t tail_floats;
 } Geometry;
@@ -239,10 +242,10 @@ geometry (const Packed512 *p, int in_h, int in_w, int threads)
   g.pixels = (size_t)g.out_h * g.out_w;
   g.phases = s * s;
   g.wv = (in_w + 2 * d->pad + s - 1) / s;
-  g.direct = d->kernel == 1 && s == 1 && d->pad == 0
-      && planes_spread_over_cache_sets ((size_t)in_h * in_w)
-      && (size_t)p->cin * in_h * in_w <= INT_MAX;
-  if (g.direct) {
+  g.flat = d->kernel == 1 && s == 1 && d->pad == 0 && g.pixels <= INT_MAX;
+  g.direct = g.flat && planes_spread_over_cache_sets (g.pixels)
+      && (size_t)p->cin * g.pixels <= INT_MAX;
+  if (g.flat) {
     g.out_h = (int)((g.pixels + NR - 1) / NR);
     g.out_w = g.wv = NR;
   }
@@ -338,6 +341,24 @@ typedef struct {
   const int *tap; /* fill_taps, once per call */
 } Job;
 
+/* fill_band for a flat layer: the band's rows are one run of each plane,
+ * zero past the plane's end. */
+static void
+fill_flat_band (const Job *job, int grp, int c0, int n_ch, int oy0, float *buf)
+{
+  const Geometry *g = &job->geo;
+  size_t first = (size_t)oy0 * NR, want = (size_t)g->rows_needed * NR;
+  size_t have = first < g->pixels ? MIN (want, g->pixels - first) : 0;
+
+  for (int c = 0; c < n_ch; c++) {
+    const float *plane
+        = job->in->data + (size_t)(grp * job->p->cin + c0 + c) * g->pixels;
+    float *dst = buf + c * g->chan_stride;
+    memcpy (dst, plane + first, have * sizeof (float));
+    memset (dst + have, 0, (want - have) * sizeof (float));
+  }
+}
+
 /* Fills the band buffer for input channels [c0, c0 + n_ch) of group @grp
  * and the band starting at output row @oy0: zero-padded input split into
  * stride phases. */
@@ -349,6 +370,10 @@ fill_band (const Job *job, int grp, int c0, int n_ch, int oy0, float *buf)
   int s = d->stride, in_h = job->in->h, in_w = job->in->w;
   size_t in_plane = (size_t)in_h * in_w;
 
+  if (g->flat) {
+    fill_flat_band (job, grp, c0, n_ch, oy0, buf);
+    return;
+  }
   for (int c = 0; c < n_ch; c++) {
     const float *plane
         = job->in->data + (size_t)(grp * job->p->cin + c0 + c) * in_plane;

@@ -273,6 +273,13 @@ static const ConvCase yolo_like_cases[] = {
   { 40, 24, 5, 96, 1, 1, 0, 1, YOLOSE_ACT_SILU, TRUE, FALSE, 8, 0, 3 },
   { 24, 16, 7, 34, 3, 1, 0, 1, YOLOSE_ACT_NONE, TRUE, FALSE, 0, 0, 1 },
   { 160, 32, 9, 64, 3, 2, 1, 1, YOLOSE_ACT_SILU, TRUE, TRUE, 0, 0, 2 },
+  /* 1x1 on planes of a multiple of 128 floats (80 x 80, 160 x 160 in the
+   * network), which the avx512 table copies band by band as runs of the
+   * planes rather than reading them in place: one band shared by all
+   * tasks, several bands, several K blocks */
+  { 48, 40, 16, 16, 1, 1, 0, 1, YOLOSE_ACT_SILU, FALSE, FALSE, 8, 8, 2 },
+  { 64, 64, 32, 48, 1, 1, 0, 1, YOLOSE_ACT_SILU, TRUE, FALSE, 0, 0, 3 },
+  { 320, 24, 40, 32, 1, 1, 0, 1, YOLOSE_ACT_NONE, TRUE, TRUE, 0, 0, 2 },
   /* degenerate shapes */
   { 1, 1, 1, 1, 1, 1, 0, 1, YOLOSE_ACT_NONE, FALSE, FALSE, 0, 0, 1 },
   { 1, 1, 1, 1, 3, 1, 1, 1, YOLOSE_ACT_SILU, FALSE, FALSE, 0, 0, 3 },
