@@ -307,30 +307,59 @@ avx512_conv_scratch_size (const YoloseConvDesc *desc, int in_h, int in_w,
 
 /* ------------------------------------------------------ band buffers */
 
+/* The first @n (at most 16) lanes. */
+static inline __mmask16
+first_lanes (int n)
+{
+  return (__mmask16)((1u << n) - 1);
+}
+
 /* dst[x] = src[x * stride] for x in [0, count), the even or odd elements
- * of a row when stride is 2. */
+ * of a row when stride is 2.  The last 16 go through masked loads, which
+ * read nothing past src[2 * (count - 1)]; a scalar tail took up to 16
+ * elements of every row (a third of a 40-wide phase row). */
 static void
 gather_row (float *dst, const float *src, int count, int stride)
 {
+  const __m512i even = _mm512_setr_epi32 (0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20,
+      22, 24, 26, 28, 30);
   int x = 0;
 
   if (stride == 1) {
     memcpy (dst, src, (size_t)count * sizeof (float));
     return;
   }
-  if (stride == 2) {
-    const __m512i even = _mm512_setr_epi32 (0, 2, 4, 6, 8, 10, 12, 14, 16, 18,
-        20, 22, 24, 26, 28, 30);
-    /* Stop one element early: the last load must not read past
-     * src[2 * (count - 1)]. */
-    for (; x + 16 < count; x += 16) {
-      __m512 lo = _mm512_loadu_ps (src + 2 * x);
-      __m512 hi = _mm512_loadu_ps (src + 2 * x + 16);
-      _mm512_storeu_ps (dst + x, _mm512_permutex2var_ps (lo, even, hi));
-    }
+  if (stride != 2) {
+    for (; x < count; x++)
+      dst[x] = src[(size_t)x * stride];
+    return;
   }
-  for (; x < count; x++)
-    dst[x] = src[(size_t)x * stride];
+  for (; x + 16 < count; x += 16) {
+    __m512 lo = _mm512_loadu_ps (src + 2 * x);
+    __m512 hi = _mm512_loadu_ps (src + 2 * x + 16);
+    _mm512_storeu_ps (dst + x, _mm512_permutex2var_ps (lo, even, hi));
+  }
+  if (x < count) {
+    int left = 2 * (count - x) - 1; /* source floats still to read */
+    __m512 lo
+        = _mm512_maskz_loadu_ps (first_lanes (MIN (left, 16)), src + 2 * x);
+    __m512 hi = left > 16
+        ? _mm512_maskz_loadu_ps (first_lanes (left - 16), src + 2 * x + 16)
+        : _mm512_setzero_ps ();
+    _mm512_mask_storeu_ps (dst + x, first_lanes (count - x),
+        _mm512_permutex2var_ps (lo, even, hi));
+  }
+}
+
+/* Zeroes @n floats at @dst: the one or two padding columns of a row are
+ * not worth a call to memset (which a loop would compile to). */
+static inline void
+zero_floats (float *dst, int n)
+{
+  if (n <= 16)
+    _mm512_mask_storeu_ps (dst, first_lanes (n), _mm512_setzero_ps ());
+  else
+    memset (dst, 0, (size_t)n * sizeof (float));
 }
 
 typedef struct {
@@ -394,10 +423,10 @@ fill_band (const Job *job, int grp, int c0, int n_ch, int oy0, float *buf)
             memset (row, 0, (size_t)g->wv * sizeof (float));
             continue;
           }
-          memset (row, 0, (size_t)lo * sizeof (float));
+          zero_floats (row, lo);
           gather_row (row + lo, plane + (size_t)iy * in_w + lo * s + off,
               hi - lo, s);
-          memset (row + hi, 0, (size_t)(g->wv - hi) * sizeof (float));
+          zero_floats (row + hi, g->wv - hi);
         }
       }
   }
