@@ -466,10 +466,10 @@ decode_row (void *data, int y, int worker)
 /* Upstream's Detect (v6): y = sigmoid(conv); xy = (2 y - 0.5 + grid) s;
  * wh = (2 y)^2 anchor; rows ordered anchor, y, x; columns cx cy w h obj cls.
  * The sigmoid is the conv's activation: in its epilogue it costs no pass
- * over the 255 x 8400 values of a COCO model.  The rows go to the kernels' pool
- * rather than an OpenMP region: a region's threads spin after it ends and took
- * a core from the next frame's first convolutions (the stem ran at half speed
- * on a loaded machine). */
+ * over the 255 x 8400 values of a COCO model.  The rows go to the kernels'
+ * pool rather than an OpenMP region: a region's threads spin after it ends
+ * and took a core from the next frame's first convolutions (the stem ran
+ * at half speed on a loaded machine). */
 static void
 run_detect (YoloseGraph *graph, const YoloseOp *op, int threads)
 {

@@ -124,7 +124,7 @@ avx512_conv_packed_free (void *packed)
  * computed ahead covers what conv2d uses. */
 typedef struct {
   int out_h, out_w;
-  size_t pixels; /* per output plane: out_h x out_w, except when direct */
+  size_t pixels; /* per output plane (flat layers regrid them, below) */
   int phases;    /* stride^2 */
   int wv;        /* phase width = virtual pixels per row */
   int band_rows; /* output rows per band (the last may be shorter) */
