@@ -22,7 +22,9 @@
  * trades those columns (2 of 42 at 40 x 40) for the 9x copy that im2col
  * costs, which dominated the layers with few output channels.  3x3 stride
  * 1 layers on pictures of 20 x 20 and more go to Winograd instead
- * (kernels_avx512_wino.c, yolose_avx512_wino_pays). */
+ * (kernels_avx512_wino.c, yolose_avx512_wino_pays), and 3x3 stride 2
+ * layers to a kernel with output channels in the vector, which reads its
+ * input in place (kernels_avx512_strided.c). */
 #include "kernels.h"
 #include "kernels_avx512.h"
 #include "kernels_pack.h"
@@ -48,14 +50,15 @@ const YoloseKernels *yolose_kernels_avx512_conv (void);
 
 typedef struct {
   YoloseConvDesc desc;
-  int m;        /* output channels per group */
-  int cin;      /* input channels per group */
-  int taps;     /* kernel * kernel */
-  int k;        /* K = cin * taps */
-  int m_panels; /* ceil (m / MR) */
-  int ch_block; /* input channels per K block */
-  float *a;     /* [groups][m_panels][k][MR], zero padded */
-  float *wino;  /* Winograd weights as well, or NULL */
+  int m;                  /* output channels per group */
+  int cin;                /* input channels per group */
+  int taps;               /* kernel * kernel */
+  int k;                  /* K = cin * taps */
+  int m_panels;           /* ceil (m / MR) */
+  int ch_block;           /* input channels per K block */
+  float *a;               /* [groups][m_panels][k][MR], zero padded */
+  float *wino;            /* Winograd weights as well, or NULL */
+  YoloseStrided *strided; /* 3x3 stride 2: used instead of a (NULL) */
 } Packed512;
 
 /* Everything about the layer's GEMM except the packed weights. */
@@ -87,6 +90,14 @@ avx512_conv_pack (const YoloseConvDesc *desc)
   if (p == NULL)
     return NULL;
   describe_layer (p, desc);
+  if (yolose_avx512_strided_applies (desc)) {
+    p->strided = yolose_avx512_strided_pack (desc);
+    if (p->strided == NULL) {
+      g_free (p);
+      return NULL;
+    }
+    return p;
+  }
   p->a = yolose_pack_weight_panels (desc->weight, desc->groups, p->m, p->k, MR);
   if (p->a == NULL) {
     g_free (p);
@@ -113,6 +124,7 @@ avx512_conv_packed_free (void *packed)
   if (p != NULL) {
     free (p->a);
     free (p->wino);
+    yolose_avx512_strided_free (p->strided);
   }
   g_free (p);
 }
@@ -293,6 +305,8 @@ avx512_conv_scratch_size (const YoloseConvDesc *desc, int in_h, int in_w,
 
   if (yolose_avx512_wino_applies (desc) && yolose_avx512_wino_pays (in_h, in_w))
     return yolose_avx512_wino_scratch_size (desc, in_h, in_w, threads);
+  if (yolose_avx512_strided_applies (desc))
+    return yolose_avx512_strided_scratch_size (desc, in_h, in_w, threads);
   describe_layer (&p, desc);
   threads = MAX (threads, 1);
   /* The cut into tasks depends on the thread count: take the largest need
@@ -850,6 +864,11 @@ avx512_conv2d (const YoloseConvDesc *desc, const void *packed,
 
   if (p->wino != NULL && yolose_avx512_wino_pays (in->h, in->w)) {
     yolose_avx512_wino_conv2d (desc, p->wino, in, residual, out, scratch,
+        threads);
+    return;
+  }
+  if (p->strided != NULL) {
+    yolose_avx512_strided_conv2d (desc, p->strided, in, residual, out, scratch,
         threads);
     return;
   }

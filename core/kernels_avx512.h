@@ -143,4 +143,18 @@ void yolose_avx512_wino_conv2d (const YoloseConvDesc *desc, const float *u,
     const YoloseTensor *in, const YoloseTensor *residual, YoloseTensor *out,
     void *scratch, int threads);
 
+/* Stride-2 convolutions with output channels in the vector
+ * (kernels_avx512_strided.c). */
+typedef struct _YoloseStrided YoloseStrided;
+gboolean yolose_avx512_strided_applies (const YoloseConvDesc *desc);
+/* The layer's weights in the kernel's layout, or NULL on OOM. */
+YoloseStrided *yolose_avx512_strided_pack (const YoloseConvDesc *desc);
+void yolose_avx512_strided_free (YoloseStrided *s);
+size_t yolose_avx512_strided_scratch_size (const YoloseConvDesc *desc, int in_h,
+    int in_w, int threads);
+void yolose_avx512_strided_conv2d (const YoloseConvDesc *desc,
+    const YoloseStrided *s, const YoloseTensor *in,
+    const YoloseTensor *residual, YoloseTensor *out, void *scratch,
+    int threads);
+
 #endif
