@@ -12,9 +12,11 @@
  * 32 output channels x PIXELS consecutive pixels of an output row; each
  * step loads the weights of one (input channel, tap) for its channels and
  * broadcasts the PIXELS input values that tap reads, straight from the
- * NCHW planes: the stride is an address step and nothing is copied.  Only
- * tiles whose taps reach past the picture (the first column, the first
- * row, a kernel that overhangs the last ones) first copy what they read
+ * NCHW planes: the stride is an address step and nothing is copied.  The
+ * first tile of a row, when only the padding column left of the picture
+ * is outside it, skips that column's multiply-adds (a variant compiled
+ * for it).  Other tiles whose taps reach past the picture (the first row,
+ * the last ones when the kernel overhangs them) first copy what they read
  * into a zero-padded patch.  A task is a band of output rows x one block
  * of output channels; it walks the input channels in blocks whose
  * weights stay in L1 over all the band's tiles, and the tiles' sums wait
@@ -22,10 +24,9 @@
  * transposes turn that buffer into the output planes' rows.
  *
  * Against the direct convolution, in the networks (per-layer fastest of 4
- * interleaved rounds, two threads): yolov5n + SE's 3x3 stride-2 layers
- * -4.6 to -22%, the network -3.6%; yolov5s + SE's -3 to +3% but its
- * 40 x 40 head layer -15%, the network -0.6%.  One thread: -1.8% and
- * -2.0%. */
+ * interleaved rounds of yolose-bench -p): the 3x3 stride-2 layers -9.5 to
+ * -29.5% on two threads and -12 to -23.5% on one (yolov5s + SE), -16 to
+ * -37% and -11 to -27.5% (yolov5n + SE). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,71 +171,141 @@ typedef struct {
   size_t chan_stride, row_stride;
 } TileInput;
 
-/* The sums of output channels 16 v .. 16 v + 15 for pixel j of a tile
- * over @n_ch input channels and their 3 x 3 taps, added to what @sums holds
- * (@sums is [pixel][16 @nv]) when @accumulate; @w is the block's weights,
- * [n_ch][ky][kx][16 @nv].  With @finish they get their bias and
- * activation.  Inlined with a constant @nv, so that the loops unroll and acc
- * stays in registers: 20 accumulators, 2 weight vectors and a broadcast. */
-static inline __attribute__ ((always_inline)) void
-tile_sums (int nv, const TileInput *in, int n_ch, const float *w, float *sums,
-    gboolean accumulate, const __m512 bias[2], YoloseActivation act,
-    gboolean finish)
-{
-  const float *base = in->base;
-  __m512 acc[2][PIXELS];
+/* One tap (@r: the tap's input row, @kx its column) for all pixels:
+ * the weights of its 16 @nv output channels, then per pixel one
+ * broadcast and @nv multiply-adds into aJ (and bJ).  With @left, pixel 0
+ * skips column 0, which is the padding left of the picture. */
+#define PIXEL(j)                                                               \
+  do {                                                                         \
+    if (!(left && (j) == 0 && kx_ == 0)) {                                     \
+      __m512 x = _mm512_set1_ps (r_[kx_ + 2 * (j)]);                           \
+      a##j = _mm512_fmadd_ps (w0, x, a##j);                                    \
+      if (nv == 2)                                                             \
+        b##j = _mm512_fmadd_ps (w1, x, b##j);                                  \
+    }                                                                          \
+  } while (0)
 
-#pragma GCC unroll 10
-  for (int j = 0; j < PIXELS; j++)
-#pragma GCC unroll 2
-    for (int v = 0; v < nv; v++)
-      acc[v][j] = accumulate ? _mm512_load_ps (sums + 16 * (nv * j + v))
-                             : _mm512_setzero_ps ();
-  for (int c = 0; c < n_ch; c++, base += in->chan_stride)
-#pragma GCC unroll 3
-    for (int ky = 0; ky < KERNEL; ky++) {
-      const float *row = base + (size_t)ky * in->row_stride;
-#pragma GCC unroll 3
-      for (int kx = 0; kx < KERNEL; kx++, w += 16 * nv) {
-        __m512 w0 = _mm512_load_ps (w);
-        __m512 w1 = nv == 2 ? _mm512_load_ps (w + 16) : w0;
-#pragma GCC unroll 10
-        for (int j = 0; j < PIXELS; j++) {
-          __m512 x = _mm512_set1_ps (row[kx + 2 * j]);
-          acc[0][j] = _mm512_fmadd_ps (w0, x, acc[0][j]);
-          if (nv == 2)
-            acc[1][j] = _mm512_fmadd_ps (w1, x, acc[1][j]);
-        }
-      }
-    }
-#pragma GCC unroll 10
-  for (int j = 0; j < PIXELS; j++)
-#pragma GCC unroll 2
-    for (int v = 0; v < nv; v++)
-      _mm512_store_ps (sums + 16 * (nv * j + v),
-          finish ? bias_act512 (acc[v][j], bias[v], act) : acc[v][j]);
+#define TAP(r, kx)                                                             \
+  do {                                                                         \
+    const float *r_ = (r);                                                     \
+    const int kx_ = (kx);                                                      \
+    __m512 w0 = _mm512_load_ps (w), w1 = w0;                                   \
+    if (nv == 2)                                                               \
+      w1 = _mm512_load_ps (w + 16);                                            \
+    PIXEL (0);                                                                 \
+    PIXEL (1);                                                                 \
+    PIXEL (2);                                                                 \
+    PIXEL (3);                                                                 \
+    PIXEL (4);                                                                 \
+    PIXEL (5);                                                                 \
+    PIXEL (6);                                                                 \
+    PIXEL (7);                                                                 \
+    PIXEL (8);                                                                 \
+    PIXEL (9);                                                                 \
+    w += 16 * nv;                                                              \
+  } while (0)
+
+/* Pixel j's sums to or from @sums, [pixel][16 @nv]. */
+#define LOAD(j)                                                                \
+  do {                                                                         \
+    a##j = accumulate ? _mm512_load_ps (sums + 16 * nv * (j)) : zero;          \
+    if (nv == 2)                                                               \
+      b##j = accumulate ? _mm512_load_ps (sums + 16 * nv * (j) + 16) : zero;   \
+  } while (0)
+
+#define STORE(j)                                                               \
+  do {                                                                         \
+    _mm512_store_ps (sums + 16 * nv * (j),                                     \
+        finish ? bias_act512 (a##j, bias[0], act) : a##j);                     \
+    if (nv == 2)                                                               \
+      _mm512_store_ps (sums + 16 * nv * (j) + 16,                              \
+          finish ? bias_act512 (b##j, bias[1], act) : b##j);                   \
+  } while (0)
+
+/* The sums of output channels 16 v .. 16 v + 15 (aJ for v = 0, bJ for
+ * v = 1) for pixel J of a tile over @n_ch input channels and their 3 x 3
+ * taps, added to what @sums holds when @accumulate; @w is the block's
+ * weights, [n_ch][ky][kx][16 @nv].  With @finish they get their bias and
+ * activation.  Inlined with constant @nv and @left: 20 accumulators, 2
+ * weight vectors and a broadcast stay in registers, and every broadcast
+ * is a fixed offset from one of the channel's three row pointers.  (Loops
+ * over arrays of accumulators left GCC moving registers and reloading
+ * offsets from the stack: 3 instructions per 2 multiply-adds.) */
+static inline __attribute__ ((always_inline)) void
+tile_sums (int nv, gboolean left, const TileInput *in, int n_ch, const float *w,
+    float *sums, gboolean accumulate, const __m512 bias[2],
+    YoloseActivation act, gboolean finish)
+{
+  const __m512 zero = _mm512_setzero_ps ();
+  const float *r0 = in->base, *r1 = r0 + in->row_stride;
+  const float *r2 = r1 + in->row_stride;
+  const size_t chan_stride = in->chan_stride;
+  __m512 a0, a1, a2, a3, a4, a5, a6, a7, a8, a9;
+  __m512 b0 = zero, b1 = zero, b2 = zero, b3 = zero, b4 = zero;
+  __m512 b5 = zero, b6 = zero, b7 = zero, b8 = zero, b9 = zero;
+
+  LOAD (0);
+  LOAD (1);
+  LOAD (2);
+  LOAD (3);
+  LOAD (4);
+  LOAD (5);
+  LOAD (6);
+  LOAD (7);
+  LOAD (8);
+  LOAD (9);
+  for (int c = 0; c < n_ch; c++) {
+    TAP (r0, 0);
+    TAP (r0, 1);
+    TAP (r0, 2);
+    TAP (r1, 0);
+    TAP (r1, 1);
+    TAP (r1, 2);
+    TAP (r2, 0);
+    TAP (r2, 1);
+    TAP (r2, 2);
+    r0 += chan_stride;
+    r1 += chan_stride;
+    r2 += chan_stride;
+  }
+  STORE (0);
+  STORE (1);
+  STORE (2);
+  STORE (3);
+  STORE (4);
+  STORE (5);
+  STORE (6);
+  STORE (7);
+  STORE (8);
+  STORE (9);
 }
 
-/* One instance per number of channels per tile. */
+#undef PIXEL
+#undef TAP
+#undef LOAD
+#undef STORE
+
+/* One instance per number of channels per tile, and for the first tile
+ * of a row when only the padding column left of the picture is outside
+ * it. */
 typedef void (*TileFunc) (const TileInput *in, int n_ch, const float *w,
     float *sums, gboolean accumulate, const __m512 bias[2],
     YoloseActivation act, gboolean finish);
 
-static void
-tile_16 (const TileInput *in, int n_ch, const float *w, float *sums,
-    gboolean accumulate, const __m512 bias[2], YoloseActivation act,
-    gboolean finish)
-{
-  tile_sums (1, in, n_ch, w, sums, accumulate, bias, act, finish);
-}
+#define TILE_FUNC(name, nv, left)                                              \
+  static void name (const TileInput *in, int n_ch, const float *w,             \
+      float *sums, gboolean accumulate, const __m512 bias[2],                  \
+      YoloseActivation act, gboolean finish)                                   \
+  {                                                                            \
+    tile_sums (nv, left, in, n_ch, w, sums, accumulate, bias, act, finish);    \
+  }
 
-static void
-tile_32 (const TileInput *in, int n_ch, const float *w, float *sums,
-    gboolean accumulate, const __m512 bias[2], YoloseActivation act,
-    gboolean finish)
-{
-  tile_sums (2, in, n_ch, w, sums, accumulate, bias, act, finish);
-}
+TILE_FUNC (tile_16, 1, FALSE)
+TILE_FUNC (tile_32, 2, FALSE)
+TILE_FUNC (tile_16_left, 1, TRUE)
+TILE_FUNC (tile_32_left, 2, TRUE)
+
+#undef TILE_FUNC
 
 /* ---------------------------------------------------------- epilogue */
 
@@ -281,7 +352,7 @@ typedef struct {
   const YoloseTensor *in, *residual;
   YoloseTensor *out;
   StridedGeometry geo;
-  TileFunc tile;
+  TileFunc tile, left_tile;
   float *base;
   size_t per_thread;
 } StridedJob;
@@ -368,16 +439,23 @@ fill_patch (const StridedJob *job, const float *in, int n_ch, int oy, int ox0,
     }
 }
 
-/* Whether every tap of the tile at output (@oy, @ox0) is inside the
- * picture, so that it can read the planes in place. */
-static gboolean
-tile_inside (const StridedJob *job, int oy, int ox0)
+typedef enum {
+  TILE_INSIDE,  /* every tap inside the picture: read the planes in place */
+  TILE_LEFT,    /* only column -1 outside: in place, the left variant */
+  TILE_PATCHED, /* read from a zero-padded patch */
+} TileKind;
+
+/* Where the tile at output (@oy, @ox0) can read its inputs from. */
+static TileKind
+tile_kind (const StridedJob *job, int oy, int ox0)
 {
   const YoloseConvDesc *d = job->desc;
   int iy0 = 2 * oy - d->pad, ix0 = 2 * ox0 - d->pad;
 
-  return iy0 >= 0 && iy0 + KERNEL <= job->in->h && ix0 >= 0
-      && ix0 + job->geo.span <= job->in->w;
+  if (iy0 < 0 || iy0 + KERNEL > job->in->h || ix0 < -1
+      || ix0 + job->geo.span > job->in->w)
+    return TILE_PATCHED;
+  return ix0 == -1 ? TILE_LEFT : TILE_INSIDE;
 }
 
 /* Sums input channels [c0, c0 + n_ch) into the sums of output rows
@@ -400,14 +478,18 @@ band_block (const StridedJob *job, const float *in, int c0, int n_ch,
       TileInput t = { patch, (size_t)KERNEL * g->span, (size_t)g->span };
       float *tile_sums_at = sums + (size_t)(oy - oy0) * g->row_floats
           + (size_t)ox0 * s->oc_block;
-      if (tile_inside (job, oy, ox0)) {
+      TileKind kind = tile_kind (job, oy, ox0);
+      if (kind == TILE_PATCHED) {
+        fill_patch (job, in, n_ch, oy, ox0, patch);
+      } else {
+        /* for TILE_LEFT, column -1 of input row iy0 >= 1 (odd when the
+         * padding is), never read: the last of the row above */
         t.base = in + (size_t)(2 * oy - d->pad) * job->in->w + 2 * ox0 - d->pad;
         t.chan_stride = in_plane;
         t.row_stride = (size_t)job->in->w;
-      } else {
-        fill_patch (job, in, n_ch, oy, ox0, patch);
       }
-      job->tile (&t, n_ch, w, tile_sums_at, !first, bias, d->act, last);
+      (kind == TILE_LEFT ? job->left_tile : job->tile) (&t, n_ch, w,
+          tile_sums_at, !first, bias, d->act, last);
     }
 }
 
@@ -471,6 +553,7 @@ yolose_avx512_strided_conv2d (const YoloseConvDesc *desc,
   threads = MAX (threads, 1);
   job.geo = strided_geometry (desc, in->h, in->w, threads);
   job.tile = s->oc_vectors == 2 ? tile_32 : tile_16;
+  job.left_tile = s->oc_vectors == 2 ? tile_32_left : tile_16_left;
   job.per_thread = thread_floats (&job.geo);
   job.base = (float *)round_up ((uintptr_t)scratch, 64);
   yolose_pool_run (threads, desc->groups * s->n_blocks * job.geo.n_bands,
