@@ -41,8 +41,12 @@
  * while the band's tiles use it; each tile carries its partial sums from
  * one block to the next through the band's buffer. */
 #define WEIGHT_BLOCK_BYTES (24 * 1024)
-/* Pixels per band, at most: the band's sums stay in L2 beside its input
- * rows. */
+/* Pixels per band, at most: the band's sums (128 KB for 32 channels)
+ * stay in L2 beside its input rows until they are transposed out, and
+ * they bound the scratch.  Uncapped, a one-thread run of yolov5n + SE's
+ * 320 x 320 layer made one band of the whole picture, and the scratch
+ * (sized for every thread count up to the run's) grew the process by
+ * 4 MB. */
 #define BAND_PIXELS 1024
 
 struct _YoloseStrided {
@@ -133,8 +137,7 @@ strided_geometry (const YoloseConvDesc *d, int in_h, int in_w, int threads)
    * of rows costs its input rows once more. */
   g.n_bands = CLAMP ((want + tasks_per_band - 1) / tasks_per_band, 1, g.out_h);
   g.band_rows = (g.out_h + g.n_bands - 1) / g.n_bands;
-  if (n_ch_blocks > 1)
-    g.band_rows = MIN (g.band_rows, MAX (BAND_PIXELS / g.out_w, 1));
+  g.band_rows = MIN (g.band_rows, MAX (BAND_PIXELS / g.out_w, 1));
   g.n_bands = (g.out_h + g.band_rows - 1) / g.band_rows;
   return g;
 }
