@@ -22,6 +22,16 @@ element_clip_args 40 "$@"
 command -v perf >/dev/null || { echo "element-profile.sh: needs perf (apt-get install linux-perf)" >&2; exit 1; }
 element_clip_encode "$frames"
 
+# The graph's and the kernels' functions, by name, from their object files
+# (element-profile.py counts their samples as the network's).
+core=$build/core
+for obj in "$core"/libyolose-avx2.a "$core"/libyolose-avx512.a \
+  "$core"/libyolose-core.a.p/graph.c.o "$core"/libyolose-core.a.p/kernels_generic.c.o \
+  "$core"/libyolose-core.a.p/kernels_pool.c.o; do
+  [ -f "$obj" ] && nm --defined-only "$obj"
+done | awk 'NF == 3 && $2 ~ /^[tTwW]$/ { print $3 }' >"$work/network-symbols"
+export NETWORK_SYMBOLS="$work/network-symbols"
+
 for overlay in false true; do
   perf record -q -e cpu-clock -o "$work/perf.data" -- gst-launch-1.0 -q \
     filesrc location="$clip" ! decodebin \
