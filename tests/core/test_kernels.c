@@ -245,10 +245,12 @@ static const ConvCase yolo_like_cases[] = {
   /* the AVX-512 stride-2 kernel's cases: several channel blocks with
    * partial sums and bands of capped size (128 in, 70 x 66), a partial
    * block of 32 output channels (48), blocks of 16 (16), tiles past the
-   * right and bottom edges (odd sizes), a slice */
+   * right and bottom edges (odd sizes), a slice, rows longer than a
+   * band's 1024 pixels (bands of one row) */
   { 128, 48, 40, 40, 3, 2, 1, 1, YOLOSE_ACT_SILU, FALSE, FALSE, 0, 0, 2 },
   { 32, 16, 70, 66, 3, 2, 1, 1, YOLOSE_ACT_SILU, TRUE, FALSE, 0, 0, 3 },
   { 96, 64, 23, 41, 3, 2, 1, 1, YOLOSE_ACT_NONE, FALSE, FALSE, 8, 0, 1 },
+  { 8, 24, 5, 2101, 3, 2, 1, 1, YOLOSE_ACT_SILU, TRUE, FALSE, 0, 0, 2 },
   /* Bottleneck k 3 s 1 p 1, residual added in place */
   { 32, 32, 40, 40, 3, 1, 1, 1, YOLOSE_ACT_SILU, TRUE, TRUE, 0, 0, 2 },
   { 64, 64, 20, 20, 3, 1, 1, 1, YOLOSE_ACT_SILU, TRUE, FALSE, 0, 0, 1 },
