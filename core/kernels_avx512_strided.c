@@ -69,6 +69,15 @@ yolose_avx512_strided_applies (const YoloseConvDesc *desc)
   return desc->stride == 2 && desc->kernel == 3;
 }
 
+/* Output channels per tile for @m per group: 16 fill one vector; 32
+ * halve the broadcasts per multiply-add, but padding 16 to 32 would waste
+ * half the work. */
+static int
+oc_block_for (int m)
+{
+  return m > 16 ? 32 : 16;
+}
+
 YoloseStrided *
 yolose_avx512_strided_pack (const YoloseConvDesc *desc)
 {
@@ -79,10 +88,8 @@ yolose_avx512_strided_pack (const YoloseConvDesc *desc)
   s->m = desc->out_channels / desc->groups;
   s->cin = desc->in_channels / desc->groups;
   s->taps = desc->kernel * desc->kernel;
-  /* 16 output channels fill one vector; 32 halve the broadcasts per
-   * multiply-add, but padding 16 to 32 would waste half the work. */
-  s->oc_vectors = s->m > 16 ? 2 : 1;
-  s->oc_block = 16 * s->oc_vectors;
+  s->oc_block = oc_block_for (s->m);
+  s->oc_vectors = s->oc_block / 16;
   s->n_blocks = (s->m + s->oc_block - 1) / s->oc_block;
   s->w = yolose_pack_weight_panels (desc->weight, desc->groups, s->m,
       s->cin * s->taps, s->oc_block);
@@ -116,7 +123,7 @@ static StridedGeometry
 strided_geometry (const YoloseConvDesc *d, int in_h, int in_w, int threads)
 {
   int m = d->out_channels / d->groups, cin = d->in_channels / d->groups;
-  int oc_block = m > 16 ? 32 : 16;
+  int oc_block = oc_block_for (m);
   int tasks_per_band = d->groups * ((m + oc_block - 1) / oc_block);
   int want = threads > 1 ? 4 * threads : 1;
   size_t channel_bytes = (size_t)KERNEL * KERNEL * oc_block * sizeof (float);
@@ -155,8 +162,9 @@ yolose_avx512_strided_scratch_size (const YoloseConvDesc *desc, int in_h,
 {
   size_t per_thread = 0;
 
-  /* The thread count changes only the bands, not a thread's area; take
-   * the largest anyway, as the other convolutions do. */
+  /* Fewer threads cut fewer, longer bands: take the largest area a
+   * thread needs for any count up to @threads, as the other convolutions
+   * do, so that the scratch serves every run with fewer threads. */
   threads = MAX (threads, 1);
   for (int t = 1; t <= threads; t++) {
     StridedGeometry g = strided_geometry (desc, in_h, in_w, t);
