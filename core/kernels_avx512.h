@@ -143,7 +143,7 @@ void yolose_avx512_wino_conv2d (const YoloseConvDesc *desc, const float *u,
     const YoloseTensor *in, const YoloseTensor *residual, YoloseTensor *out,
     void *scratch, int threads);
 
-/* Stride-2 convolutions with output channels in the vector
+/* 3x3 stride-2 convolutions with output channels in the vector
  * (kernels_avx512_strided.c). */
 typedef struct _YoloseStrided YoloseStrided;
 gboolean yolose_avx512_strided_applies (const YoloseConvDesc *desc);
