@@ -321,13 +321,6 @@ avx512_conv_scratch_size (const YoloseConvDesc *desc, int in_h, int in_w,
 
 /* ------------------------------------------------------ band buffers */
 
-/* The first @n (at most 16) lanes. */
-static inline __mmask16
-first_lanes (int n)
-{
-  return (__mmask16)((1u << n) - 1);
-}
-
 /* dst[x] = src[x * stride] for x in [0, count), the even or odd elements
  * of a row when stride is 2.  The last 16 go through masked loads, which
  * read nothing past src[2 * (count - 1)]; a scalar tail took up to 16
@@ -363,17 +356,6 @@ gather_row (float *dst, const float *src, int count, int stride)
     _mm512_mask_storeu_ps (dst + x, first_lanes (count - x),
         _mm512_permutex2var_ps (lo, even, hi));
   }
-}
-
-/* Zeroes @n floats at @dst: the one or two padding columns of a row are
- * not worth a call to memset (which a loop would compile to). */
-static inline void
-zero_floats (float *dst, int n)
-{
-  if (n <= 16)
-    _mm512_mask_storeu_ps (dst, first_lanes (n), _mm512_setzero_ps ());
-  else
-    memset (dst, 0, (size_t)n * sizeof (float));
 }
 
 typedef struct {

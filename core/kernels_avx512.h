@@ -87,6 +87,28 @@ round_up (size_t x, size_t to)
   return (x + to - 1) / to * to;
 }
 
+/* The first @n (at most 16) lanes. */
+static inline __mmask16
+first_lanes (int n)
+{
+  return (__mmask16)((1u << n) - 1);
+}
+
+/* Zeroes @n floats at @dst with whole and masked vector stores: the few
+ * floats of a row's padding columns or of a band's padding tiles are not
+ * worth a call to memset (36 calls per channel cost a Winograd layer at
+ * 40 x 40 5% of its time). */
+static inline void
+zero_floats (float *dst, size_t n)
+{
+  const __m512 zero = _mm512_setzero_ps ();
+
+  for (; n >= 16; n -= 16, dst += 16)
+    _mm512_storeu_ps (dst, zero);
+  if (n > 0)
+    _mm512_mask_storeu_ps (dst, first_lanes ((int)n), zero);
+}
+
 /* ---------------------------------------------------------- epilogue */
 
 typedef struct {

@@ -368,12 +368,6 @@ typedef struct {
   size_t per_thread;
 } StridedJob;
 
-static inline __mmask16
-first_lanes (int n)
-{
-  return (__mmask16)((1u << n) - 1);
-}
-
 /* Output row @oy of channels [oc0, oc0 + n_oc) of @out (and @residual,
  * the same layout, or NULL) from @row, [pixel][oc_block] with the
  * channels at @lane0: 16 pixels at a time, transposed in registers. */

@@ -254,20 +254,6 @@ typedef struct {
   size_t per_thread;
 } WinoJob;
 
-/* Zeroes @n floats at @dst: whole and masked vector stores, where
- * memset's call cost more than the stores for the few dozen floats of a
- * row's border or of a band's padding tiles (36 calls per channel). */
-static inline void
-zero_floats (float *dst, size_t n)
-{
-  const __m512 zero = _mm512_setzero_ps ();
-
-  for (; n >= 16; n -= 16, dst += 16)
-    _mm512_storeu_ps (dst, zero);
-  if (n > 0)
-    _mm512_mask_storeu_ps (dst, (__mmask16)((1u << n) - 1), zero);
-}
-
 /* rows[i] = input row TILE ty - 1 + i of @plane with one zero column on
  * each side (and zeros past the end, as far as the whole-vector loads of
  * patch_columns read); all zero outside the picture.  Zeroing the whole
