@@ -263,6 +263,8 @@ static const ConvCase yolo_like_cases[] = {
   { 70, 130, 31, 35, 3, 1, 1, 1, YOLOSE_ACT_SILU, TRUE, TRUE, 0, 0, 2 },
   { 64, 64, 81, 33, 3, 1, 1, 1, YOLOSE_ACT_SILU, TRUE, FALSE, 0, 3, 3 },
   { 16, 16, 9, 11, 3, 1, 1, 1, YOLOSE_ACT_SILU, TRUE, FALSE, 0, 0, 2 },
+  /* Winograd weights in input channel blocks of unequal size (44, 44, 42) */
+  { 130, 40, 24, 26, 3, 1, 1, 1, YOLOSE_ACT_SILU, TRUE, FALSE, 0, 0, 2 },
   /* 1x1 into a Concat slice */
   { 64, 32, 40, 40, 1, 1, 0, 1, YOLOSE_ACT_SILU, FALSE, FALSE, 32, 0, 2 },
   { 64, 32, 40, 40, 1, 1, 0, 1, YOLOSE_ACT_SILU, FALSE, FALSE, 0, 32, 2 },
