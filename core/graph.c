@@ -119,6 +119,82 @@ graph_op (YoloseGraph *graph, guint i)
   return &g_array_index (graph->ops, YoloseOp, i);
 }
 
+/* Whether conv ops @a and @b are 1x1 convolutions of the same input that
+ * one GEMM can run: same activation, no residual, no groups. */
+static gboolean
+convs_joinable (const YoloseOp *a, const YoloseOp *b)
+{
+  const YoloseConvDesc *da = &a->u.conv.desc, *db = &b->u.conv.desc;
+
+  return a->kind == YOLOSE_OP_CONV && b->kind == YOLOSE_OP_CONV
+      && a->input == b->input && a->residual < 0 && b->residual < 0
+      && da->kernel == 1 && db->kernel == 1 && da->stride == 1
+      && db->stride == 1 && da->pad == 0 && db->pad == 0 && da->groups == 1
+      && db->groups == 1 && da->act == db->act;
+}
+
+/* [rows of @a ; rows of @b] for @n_a and @n_b rows of @row floats. */
+static float *
+stack_rows (const float *a, int n_a, const float *b, int n_b, gsize row)
+{
+  float *out = g_new (float, (gsize)(n_a + n_b) * row);
+
+  memcpy (out, a, (gsize)n_a * row * sizeof (float));
+  memcpy (out + (gsize)n_a * row, b, (gsize)n_b * row * sizeof (float));
+  return out;
+}
+
+int
+yolose_graph_join_last_convs (YoloseGraph *graph, gboolean last_on_top)
+{
+  guint n = graph->ops->len;
+  YoloseOp *lower, *upper, *first, *second;
+  YoloseConvDesc *d;
+  int c_upper, c_lower, joined, in;
+  gsize row;
+  float *weight, *bias;
+
+  if (n < 2
+      || !convs_joinable (graph_op (graph, n - 2), graph_op (graph, n - 1)))
+    return -1;
+  first = graph_op (graph, n - 2);
+  second = graph_op (graph, n - 1);
+  upper = last_on_top ? second : first;
+  lower = last_on_top ? first : second;
+  c_upper = upper->u.conv.desc.out_channels;
+  c_lower = lower->u.conv.desc.out_channels;
+  row = (gsize)first->u.conv.desc.in_channels;
+  weight = stack_rows (upper->u.conv.weight, c_upper, lower->u.conv.weight,
+      c_lower, row);
+  bias = stack_rows (upper->u.conv.bias, c_upper, lower->u.conv.bias, c_lower,
+      1);
+
+  in = first->input;
+  {
+    YoloseValue *u = yolose_graph_value (graph, upper->output);
+    joined = yolose_graph_add_value (graph, c_upper + c_lower, u->h, u->w);
+  }
+  /* the old outputs become the joined output's slices */
+  yolose_graph_value (graph, upper->output)->parent = joined;
+  yolose_graph_value (graph, upper->output)->channel_offset = 0;
+  yolose_graph_value (graph, lower->output)->parent = joined;
+  yolose_graph_value (graph, lower->output)->channel_offset = c_upper;
+
+  op_clear (graph->kernels, second);
+  g_array_set_size (graph->ops, n - 1);
+  yolose_graph_value (graph, in)->n_consumers--;
+  first = graph_op (graph, n - 2);
+  op_clear (graph->kernels, first);
+  first->output = joined;
+  first->u.conv.weight = weight;
+  first->u.conv.bias = bias;
+  d = &first->u.conv.desc;
+  d->out_channels = c_upper + c_lower;
+  d->weight = weight;
+  d->bias = bias;
+  return joined;
+}
+
 static gsize
 value_plane (const YoloseValue *value)
 {

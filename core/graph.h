@@ -95,6 +95,14 @@ yolose_graph_value (YoloseGraph *graph, int id)
   return &g_array_index (graph->values, YoloseValue, id);
 }
 
+/* When the last two operations are 1x1 convolutions of the same input
+ * with the same activation, runs them as one: its output channels are the
+ * last op's then the one before's (@last_on_top) or the other way round,
+ * in a new value whose slices the two old outputs become.  The input is
+ * read once and the GEMM has more rows.  Returns the new value, or -1
+ * when the two cannot be joined (nothing changes). */
+int yolose_graph_join_last_convs (YoloseGraph *graph, gboolean last_on_top);
+
 /* Places values in concat slices, packs weights, allocates every buffer and
  * the scratch once.  After this, forward allocates nothing. */
 gboolean yolose_graph_prepare (YoloseGraph *graph, int threads, GError **error);

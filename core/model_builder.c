@@ -551,11 +551,63 @@ build_bottleneck (Builder *b, const YolosePyValue *m, int in, int c2,
   return add_conv (b, cv2, "cv2", hidden, &a3, add ? in : -1);
 }
 
+/* C3's cv1 and cv2 read the same input, so they run as one convolution
+ * (yolose_graph_join_last_convs), cv2's channels on top: [cv2 | cv1] is
+ * written into channels c_ .. 3 c_ of one value whose first c_ channels
+ * the Bottlenecks' result fills.  cv3's input, the Concat [Bottlenecks |
+ * cv2], is then that value's first 2 c_ channels: no Concat runs, the
+ * input is read once instead of twice, and the GEMM has twice the rows.
+ * Returns the joined value's id in @joined and that of cv1's output, or
+ * -1 with @joined -1 when the two do not join (cv2's output in
+ * @branch then). */
+static int
+add_c3_branches (Builder *b, const YolosePyValue *m, int in, int c_,
+    int *branch, int *joined)
+{
+  int first = add_conv_1x1 (b, m, "cv1", in, c_), whole;
+  YoloseValue *v;
+
+  *joined = -1;
+  if (first < 0)
+    return -1;
+  *branch = add_conv_1x1 (b, m, "cv2", in, c_);
+  if (*branch < 0)
+    return -1;
+  whole = yolose_graph_join_last_convs (b->graph, TRUE);
+  if (whole < 0)
+    return first;
+  v = yolose_graph_value (b->graph, whole);
+  *joined = yolose_graph_add_value (b->graph, 3 * c_, v->h, v->w);
+  v->parent = *joined;
+  v->channel_offset = c_;
+  return first;
+}
+
+/* The Concat of a joined C3 (add_c3_branches): the Bottlenecks' result
+ * @x becomes the first c_ channels of @joined, and the Concat its first 2
+ * c_.  When @x is already placed elsewhere (no Bottleneck ran), the
+ * Concat copies. */
+static int
+c3_concat (Builder *b, int x, int branch, int joined, int c_)
+{
+  YoloseValue *xv = yolose_graph_value (b->graph, x);
+  int cat, parts[2] = { x, branch };
+
+  if (joined < 0 || xv->parent >= 0)
+    return add_concat (b, parts, 2);
+  xv->parent = joined;
+  xv->channel_offset = 0;
+  cat = yolose_graph_add_value (b->graph, 2 * c_, xv->h, xv->w);
+  yolose_graph_value (b->graph, cat)->parent = joined;
+  yolose_graph_value (b->graph, cat)->channel_offset = 0;
+  return cat;
+}
+
 static int
 build_c3 (Builder *b, const YolosePyValue *m, const YolosePyValue *args, int in,
     int n)
 {
-  int c2, c_, x, branch, i, parts[2];
+  int c2 = 0, c_, x, branch = -1, joined, i;
   char extra[16];
   gboolean shortcut = arg_bool (args, 1, TRUE);
   gint64 g;
@@ -566,7 +618,7 @@ build_c3 (Builder *b, const YolosePyValue *m, const YolosePyValue *args, int in,
   if (!arg_int (args, 2, 1, &g) || g < 1 || g > MAX_CHANNELS)
     return fail (b, "C3 groups must be a positive integer"), -1;
   c_ = (int)(c2 * 0.5);
-  x = add_conv_1x1 (b, m, "cv1", in, c_);
+  x = add_c3_branches (b, m, in, c_, &branch, &joined);
   for (i = 0; i < n && x >= 0; i++) {
     char key[16];
     const YolosePyValue *bott;
@@ -583,12 +635,7 @@ build_c3 (Builder *b, const YolosePyValue *m, const YolosePyValue *args, int in,
                "yaml implies",
                n),
            -1;
-  branch = add_conv_1x1 (b, m, "cv2", in, c_);
-  if (branch < 0)
-    return -1;
-  parts[0] = x;
-  parts[1] = branch;
-  x = add_concat (b, parts, 2);
+  x = c3_concat (b, x, branch, joined, c_);
   return x < 0 ? -1 : add_conv_1x1 (b, m, "cv3", x, c2);
 }
 
