@@ -22,7 +22,9 @@
  * trades those columns (2 of 42 at 40 x 40) for the 9x copy that im2col
  * costs, which dominated the layers with few output channels.  3x3 stride
  * 1 layers on pictures of 20 x 20 and more go to Winograd instead
- * (kernels_avx512_wino.c, yolose_avx512_wino_pays), and 3x3 stride 2
+ * (kernels_avx512_wino.c, yolose_avx512_wino_pays), as does the 6x6
+ * stride-2 stem read as a 3x3 convolution of its space-to-depth, and 3x3
+ * stride 2
  * layers to a kernel with output channels in the vector, which reads its
  * input in place (kernels_avx512_strided.c). */
 #include "kernels.h"
@@ -303,7 +305,10 @@ avx512_conv_scratch_size (const YoloseConvDesc *desc, int in_h, int in_w,
   Geometry g;
   size_t floats = 0;
 
-  if (yolose_avx512_wino_applies (desc) && yolose_avx512_wino_pays (in_h, in_w))
+  if (yolose_avx512_wino_applies (desc)
+      && yolose_avx512_wino_pays (
+          yolose_conv_out_dim (in_h, desc->kernel, desc->stride, desc->pad),
+          yolose_conv_out_dim (in_w, desc->kernel, desc->stride, desc->pad)))
     return yolose_avx512_wino_scratch_size (desc, in_h, in_w, threads);
   if (yolose_avx512_strided_applies (desc))
     return yolose_avx512_strided_scratch_size (desc, in_h, in_w, threads);
@@ -320,43 +325,6 @@ avx512_conv_scratch_size (const YoloseConvDesc *desc, int in_h, int in_w,
 }
 
 /* ------------------------------------------------------ band buffers */
-
-/* dst[x] = src[x * stride] for x in [0, count), the even or odd elements
- * of a row when stride is 2.  The last 16 go through masked loads, which
- * read nothing past src[2 * (count - 1)]; a scalar tail took up to 16
- * elements of every row (a third of a 40-wide phase row). */
-static void
-gather_row (float *dst, const float *src, int count, int stride)
-{
-  const __m512i even = _mm512_setr_epi32 (0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20,
-      22, 24, 26, 28, 30);
-  int x = 0;
-
-  if (stride == 1) {
-    memcpy (dst, src, (size_t)count * sizeof (float));
-    return;
-  }
-  if (stride != 2) {
-    for (; x < count; x++)
-      dst[x] = src[(size_t)x * stride];
-    return;
-  }
-  for (; x + 16 < count; x += 16) {
-    __m512 lo = _mm512_loadu_ps (src + 2 * x);
-    __m512 hi = _mm512_loadu_ps (src + 2 * x + 16);
-    _mm512_storeu_ps (dst + x, _mm512_permutex2var_ps (lo, even, hi));
-  }
-  if (x < count) {
-    int left = 2 * (count - x) - 1; /* source floats still to read */
-    __m512 lo
-        = _mm512_maskz_loadu_ps (first_lanes (MIN (left, 16)), src + 2 * x);
-    __m512 hi = left > 16
-        ? _mm512_maskz_loadu_ps (first_lanes (left - 16), src + 2 * x + 16)
-        : _mm512_setzero_ps ();
-    _mm512_mask_storeu_ps (dst + x, first_lanes (count - x),
-        _mm512_permutex2var_ps (lo, even, hi));
-  }
-}
 
 typedef struct {
   const Packed512 *p;
@@ -844,7 +812,7 @@ avx512_conv2d (const YoloseConvDesc *desc, const void *packed,
   ConvRun run = { { packed, in, residual, out } };
   int *tap;
 
-  if (p->wino != NULL && yolose_avx512_wino_pays (in->h, in->w)) {
+  if (p->wino != NULL && yolose_avx512_wino_pays (out->h, out->w)) {
     yolose_avx512_wino_conv2d (desc, p->wino, in, residual, out, scratch,
         threads);
     return;

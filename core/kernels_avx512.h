@@ -5,6 +5,7 @@
 
 #include <immintrin.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "kernels.h"
 
@@ -109,6 +110,43 @@ zero_floats (float *dst, size_t n)
     _mm512_mask_storeu_ps (dst, first_lanes ((int)n), zero);
 }
 
+/* dst[x] = src[x * stride] for x in [0, count), the even or odd elements
+ * of a row when stride is 2.  The last 16 go through masked loads, which
+ * read nothing past src[2 * (count - 1)]; a scalar tail took up to 16
+ * elements of every row (a third of a 40-wide phase row). */
+static inline void
+gather_row (float *dst, const float *src, int count, int stride)
+{
+  const __m512i even = _mm512_setr_epi32 (0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20,
+      22, 24, 26, 28, 30);
+  int x = 0;
+
+  if (stride == 1) {
+    memcpy (dst, src, (size_t)count * sizeof (float));
+    return;
+  }
+  if (stride != 2) {
+    for (; x < count; x++)
+      dst[x] = src[(size_t)x * stride];
+    return;
+  }
+  for (; x + 16 < count; x += 16) {
+    __m512 lo = _mm512_loadu_ps (src + 2 * x);
+    __m512 hi = _mm512_loadu_ps (src + 2 * x + 16);
+    _mm512_storeu_ps (dst + x, _mm512_permutex2var_ps (lo, even, hi));
+  }
+  if (x < count) {
+    int left = 2 * (count - x) - 1; /* source floats still to read */
+    __m512 lo
+        = _mm512_maskz_loadu_ps (first_lanes (MIN (left, 16)), src + 2 * x);
+    __m512 hi = left > 16
+        ? _mm512_maskz_loadu_ps (first_lanes (left - 16), src + 2 * x + 16)
+        : _mm512_setzero_ps ();
+    _mm512_mask_storeu_ps (dst + x, first_lanes (count - x),
+        _mm512_permutex2var_ps (lo, even, hi));
+  }
+}
+
 /* ---------------------------------------------------------- epilogue */
 
 typedef struct {
@@ -152,11 +190,12 @@ typedef struct {
 void yolose_avx512_gemm_8x32 (int n_ch, const BRows *rows,
     const float *restrict a, float *restrict c, gboolean accumulate);
 
-/* Winograd F(4x4, 3x3) for 3x3, stride 1, pad 1 convolutions
- * (kernels_avx512_wino.c). */
+/* Winograd F(4x4, 3x3) for 3x3, stride 1, pad 1 convolutions, and for
+ * the 6x6 stride-2 pad-2 stem read as one of those over its input's
+ * space-to-depth (kernels_avx512_wino.c). */
 gboolean yolose_avx512_wino_applies (const YoloseConvDesc *desc);
-/* Whether it beats the direct convolution on an input of that size. */
-gboolean yolose_avx512_wino_pays (int in_h, int in_w);
+/* Whether it beats the direct convolution for an output of that size. */
+gboolean yolose_avx512_wino_pays (int out_h, int out_w);
 /* The transformed weights, 64-byte aligned (free ()), or NULL on OOM. */
 float *yolose_avx512_wino_pack (const YoloseConvDesc *desc);
 size_t yolose_avx512_wino_scratch_size (const YoloseConvDesc *desc, int in_h,

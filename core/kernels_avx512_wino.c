@@ -48,10 +48,36 @@
  * Emerald Rapids this was tuned on) beside V. */
 #define SUMS_BYTES_MAX (768 * 1024)
 
+/* The 6x6 stride-2 pad-2 stem is a 3x3 stride-1 pad-1 convolution of its
+ * input's space-to-depth: output (y, x) reads input pixels (2 y + ky - 2,
+ * 2 x + kx - 2); with ky = 2 a + p and kx = 2 b + q that is pixel (y + a -
+ * 1, x + b - 1) of the plane of input pixels (2 Y + p, 2 X + q), one of
+ * four for each input channel.  Run so, the stem does a quarter of the
+ * multiply-adds.  3 -> 32 channels from 640 x 640, best of 20: 3.29 ms as
+ * a direct 6x6 convolution on two threads, 2.15 ms as this (12 -> 32
+ * channels, 3x3, 320 x 320); one thread 5.86 and 3.98 ms.  The
+ * space-to-depth is never stored: the input transform gathers its rows
+ * from the input's (load_patch_rows). */
+static gboolean
+is_space_to_depth (const YoloseConvDesc *d)
+{
+  return d->kernel == 6;
+}
+
+/* Input channels of the 3x3 convolution run: the stem's four planes per
+ * input channel, channel c's (p, q) at 4 c + 2 p + q. */
+static int
+wino_in_channels (const YoloseConvDesc *d)
+{
+  return is_space_to_depth (d) ? 4 * d->in_channels : d->in_channels;
+}
+
 gboolean
 yolose_avx512_wino_applies (const YoloseConvDesc *d)
 {
-  return d->kernel == 3 && d->stride == 1 && d->pad == 1 && d->groups == 1;
+  return d->groups == 1
+      && ((d->kernel == 3 && d->stride == 1 && d->pad == 1)
+          || (d->kernel == 6 && d->stride == 2 && d->pad == 2));
 }
 
 /* Tiles reach the microkernel in runs of 32 (the last one zero padded):
@@ -60,10 +86,10 @@ yolose_avx512_wino_applies (const YoloseConvDesc *d)
  * 24 x 24 (36, 1.78 x) 15%, 16 x 16 (16, 2 x) about even, 12 x 12 and
  * 10 x 10 (9, 3.6 x) 36% and 130% slower. */
 gboolean
-yolose_avx512_wino_pays (int in_h, int in_w)
+yolose_avx512_wino_pays (int out_h, int out_w)
 {
-  size_t tiles
-      = (size_t)((in_h + TILE - 1) / TILE) * (size_t)((in_w + TILE - 1) / TILE);
+  size_t tiles = (size_t)((out_h + TILE - 1) / TILE)
+      * (size_t)((out_w + TILE - 1) / TILE);
 
   return 5 * round_up (tiles, NR) <= 9 * tiles;
 }
@@ -124,10 +150,9 @@ block_offset (int cin, int panels, int c0, int panel)
  * network's weights and activations outgrow the share of L3 a frame
  * keeps), took 1.45 ms on two threads with its weights evicted from every
  * cache and 0.75 ms with them cached; blocked, 1.19 ms. */
-float *
-yolose_avx512_wino_pack (const YoloseConvDesc *d)
+static float *
+pack_3x3 (const float *weight, int cin, int cout)
 {
-  int cin = d->in_channels, cout = d->out_channels;
   int panels = (cout + MR - 1) / MR, ch_block = channel_block (cin);
   size_t per_position = (size_t)panels * cin * MR;
   float *u = yolose_big_alloc (POSITIONS * per_position * sizeof (float), 64);
@@ -141,10 +166,47 @@ yolose_avx512_wino_pack (const YoloseConvDesc *d)
       size_t at = block_offset (cin, panels, c0, oc / MR)
           + (size_t)(ic - c0) * MR + oc % MR;
       float t[PATCH][PATCH];
-      transform_filter (d->weight + ((size_t)oc * cin + ic) * 9, t);
+      transform_filter (weight + ((size_t)oc * cin + ic) * 9, t);
       for (int p = 0; p < POSITIONS; p++)
         u[p * per_position + at] = t[p / PATCH][p % PATCH];
     }
+  return u;
+}
+
+/* The stem's 6x6 filters as 3x3 filters over its space-to-depth planes
+ * (is_space_to_depth): tap (a, b) of plane (c, p, q) is tap (2 a + p,
+ * 2 b + q) of channel c.  Freed with g_free. */
+static float *
+space_to_depth_filters (const YoloseConvDesc *d)
+{
+  int cin = d->in_channels, cout = d->out_channels;
+  float *w3 = g_try_new (float, (size_t)cout * 4 * cin * 9);
+
+  if (w3 == NULL)
+    return NULL;
+  for (int oc = 0; oc < cout; oc++)
+    for (int c = 0; c < cin; c++)
+      for (int pq = 0; pq < 4; pq++)
+        for (int a = 0; a < 3; a++)
+          for (int b = 0; b < 3; b++)
+            w3[(((size_t)oc * cin + c) * 4 + pq) * 9 + a * 3 + b]
+                = d->weight[(((size_t)oc * cin + c) * 6 + 2 * a + pq / 2) * 6
+                    + 2 * b + pq % 2];
+  return w3;
+}
+
+float *
+yolose_avx512_wino_pack (const YoloseConvDesc *d)
+{
+  float *w3, *u;
+
+  if (!is_space_to_depth (d))
+    return pack_3x3 (d->weight, d->in_channels, d->out_channels);
+  w3 = space_to_depth_filters (d);
+  if (w3 == NULL)
+    return NULL;
+  u = pack_3x3 (w3, wino_in_channels (d), d->out_channels);
+  g_free (w3);
   return u;
 }
 
@@ -227,18 +289,19 @@ split_wino_work (Wino *w, int threads)
   w->n_chunks = (w->panels + w->chunk_panels - 1) / w->chunk_panels;
 }
 
+/* The cut of a layer whose output is @out_h x @out_w. */
 static Wino
-wino_geometry (const YoloseConvDesc *d, int in_h, int in_w, int threads)
+wino_geometry (const YoloseConvDesc *d, int out_h, int out_w, int threads)
 {
   Wino w;
 
-  w.cin = d->in_channels;
+  w.cin = wino_in_channels (d);
   w.cout = d->out_channels;
   w.panels = (w.cout + MR - 1) / MR;
-  w.out_h = in_h;
-  w.out_w = in_w;
-  w.tiles_y = (in_h + TILE - 1) / TILE;
-  w.tiles_x = (in_w + TILE - 1) / TILE;
+  w.out_h = out_h;
+  w.out_w = out_w;
+  w.tiles_y = (out_h + TILE - 1) / TILE;
+  w.tiles_x = (out_w + TILE - 1) / TILE;
   split_wino_work (&w, threads);
   w.tiles_pad = (int)round_up ((size_t)w.band_rows * w.tiles_x, NR);
   w.ch_block = channel_block (w.cin);
@@ -265,7 +328,9 @@ yolose_avx512_wino_scratch_size (const YoloseConvDesc *desc, int in_h, int in_w,
   /* As for the direct convolution: enough for any count up to @threads. */
   threads = MAX (threads, 1);
   for (int t = 1; t <= threads; t++) {
-    Wino w = wino_geometry (desc, in_h, in_w, t);
+    Wino w = wino_geometry (desc,
+        yolose_conv_out_dim (in_h, desc->kernel, desc->stride, desc->pad),
+        yolose_conv_out_dim (in_w, desc->kernel, desc->stride, desc->pad), t);
     per_thread = MAX (per_thread, thread_floats (&w));
   }
   return ((size_t)threads * per_thread + ALIGN_FLOATS) * sizeof (float);
@@ -283,28 +348,50 @@ typedef struct {
   size_t per_thread;
 } WinoJob;
 
-/* rows[i] = input row TILE ty - 1 + i of @plane with one zero column on
- * each side (and zeros past the end, as far as the whole-vector loads of
- * patch_columns read); all zero outside the picture.  Zeroing the whole
- * row buffer instead (64 floats more) made these copies 12% of a 40 x 40
- * layer's time. */
-static void
-load_patch_rows (const WinoJob *job, const float *plane, int ty,
-    float *rows[PATCH])
+/* Row @iy of the picture the 3x3 convolution reads, for input channel
+ * @c of it, into @r: from the input's plane, or for the stem from every
+ * other pixel of one of its rows (is_space_to_depth).  Returns the row's
+ * width, 0 (nothing written) when the row is outside the picture. */
+static int
+read_picture_row (const WinoJob *job, int c, int iy, float *r)
 {
-  int h = job->in->h, wdt = job->in->w;
+  const YoloseTensor *in = job->in;
+  size_t plane = (size_t)in->h * in->w;
+  int p, q, y, n;
 
+  if (!is_space_to_depth (job->desc)) {
+    if (iy < 0 || iy >= in->h)
+      return 0;
+    memcpy (r, in->data + c * plane + (size_t)iy * in->w,
+        (size_t)in->w * sizeof (float));
+    return in->w;
+  }
+  p = c / 2 % 2;
+  q = c % 2;
+  y = 2 * iy + p;
+  n = (in->w - q + 1) / 2; /* pixels q, q + 2, ... of the row */
+  if (iy < 0 || y >= in->h || n <= 0)
+    return 0;
+  gather_row (r, in->data + (size_t)(c / 4) * plane + (size_t)y * in->w + q, n,
+      2);
+  return n;
+}
+
+/* rows[i] = row TILE ty - 1 + i of input channel @c with one zero column
+ * on each side (and zeros past the end, as far as the whole-vector loads
+ * of patch_columns read); all zero outside the picture.  Zeroing the
+ * whole row buffer instead (64 floats more) made these copies 12% of a 40
+ * x 40 layer's time. */
+static void
+load_patch_rows (const WinoJob *job, int c, int ty, float *rows[PATCH])
+{
   for (int i = 0; i < PATCH; i++) {
-    int iy = TILE * ty - 1 + i;
     float *r = rows[i];
-    if (iy < 0 || iy >= h) {
-      zero_floats (r, job->w->read_floats);
-      continue;
-    }
+    int n = read_picture_row (job, c, TILE * ty - 1 + i, r + 1);
+
     /* Only the borders need zeroing: column 0 and past the row's end. */
     r[0] = 0.0f;
-    memcpy (r + 1, plane + (size_t)iy * wdt, (size_t)wdt * sizeof (float));
-    zero_floats (r + 1 + wdt, job->w->read_floats - 1 - wdt);
+    zero_floats (r + 1 + n, job->w->read_floats - 1 - n);
   }
 }
 
@@ -390,16 +477,14 @@ transform_input (const WinoJob *job, int c0, int n_ch, int ty0, int ty1,
     float *v, float *row_mem)
 {
   const Wino *w = job->w;
-  size_t in_plane = (size_t)job->in->h * job->in->w;
   int live_tiles = (ty1 - ty0) * w->tiles_x;
   float *rows[PATCH];
 
   for (int i = 0; i < PATCH; i++)
     rows[i] = row_mem + i * w->row_floats;
   for (int c = 0; c < n_ch; c++) {
-    const float *plane = job->in->data + (size_t)(c0 + c) * in_plane;
     for (int ty = ty0; ty < ty1; ty++) {
-      load_patch_rows (job, plane, ty, rows);
+      load_patch_rows (job, c0 + c, ty, rows);
       transform_tile_row (job, rows, v, c, (ty - ty0) * w->tiles_x);
     }
     /* Padding tiles: zeros, not stale values that could be denormals. */
@@ -612,7 +697,7 @@ yolose_avx512_wino_conv2d (const YoloseConvDesc *desc, const float *u,
     const YoloseTensor *in, const YoloseTensor *residual, YoloseTensor *out,
     void *scratch, int threads)
 {
-  Wino w = wino_geometry (desc, in->h, in->w, MAX (threads, 1));
+  Wino w = wino_geometry (desc, out->h, out->w, MAX (threads, 1));
   WinoJob job = { &w, desc, u, in, residual, out,
     (float *)round_up ((uintptr_t)scratch, 64), thread_floats (&w) };
 

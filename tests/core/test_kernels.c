@@ -239,6 +239,11 @@ static const ConvCase yolo_like_cases[] = {
   /* stem: k 6 s 2 p 2 */
   { 3, 32, 64, 64, 6, 2, 2, 1, YOLOSE_ACT_SILU, FALSE, FALSE, 0, 0, 2 },
   { 3, 16, 13, 17, 6, 2, 2, 1, YOLOSE_ACT_SILU, FALSE, FALSE, 0, 0, 1 },
+  /* the stem as Winograd over its space-to-depth (avx512, outputs of 20 x
+   * 20 and more): odd sizes, whose last input row and column belong to
+   * one phase only, a residual and a slice, more input channels */
+  { 3, 16, 83, 85, 6, 2, 2, 1, YOLOSE_ACT_SILU, FALSE, FALSE, 0, 0, 2 },
+  { 5, 24, 70, 67, 6, 2, 2, 1, YOLOSE_ACT_NONE, TRUE, FALSE, 8, 3, 3 },
   /* k 3 s 2 p 1 downsampling */
   { 32, 64, 32, 32, 3, 2, 1, 1, YOLOSE_ACT_SILU, FALSE, FALSE, 0, 0, 2 },
   { 64, 128, 21, 19, 3, 2, 1, 1, YOLOSE_ACT_SILU, FALSE, FALSE, 0, 0, 3 },
