@@ -91,7 +91,6 @@ avx512_conv_pack (const YoloseConvDesc *desc)
 
   if (p == NULL)
     return NULL;
-  describe_layer (p, desc);
   if (yolose_avx512_strided_applies (desc)) {
     p->strided = yolose_avx512_strided_pack (desc);
     if (p->strided == NULL) {
@@ -100,6 +99,7 @@ avx512_conv_pack (const YoloseConvDesc *desc)
     }
     return p;
   }
+  describe_layer (p, desc);
   p->a = yolose_pack_weight_panels (desc->weight, desc->groups, p->m, p->k, MR);
   if (p->a == NULL) {
     g_free (p);

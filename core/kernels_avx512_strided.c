@@ -35,7 +35,8 @@
 #include "kernels_pack.h"
 #include "kernels_pool.h"
 
-#define KERNEL 3  /* 3 x 3 kernels only (yolose_avx512_strided_applies) */
+#define KERNEL 3 /* 3 x 3 kernels only (yolose_avx512_strided_applies) */
+#define TAPS (KERNEL * KERNEL)
 #define PIXELS 10 /* output pixels per tile: 2 span a 20-wide row */
 /* A block of input channels' weights for one tile stays in L1 (48 KB)
  * while the band's tiles use it; each tile carries its partial sums from
@@ -50,13 +51,11 @@
 #define BAND_PIXELS 1024
 
 struct _YoloseStrided {
-  int m;          /* output channels per group */
-  int cin;        /* input channels per group */
-  int taps;       /* kernel * kernel */
-  int oc_vectors; /* 1 or 2: 16 or 32 output channels per tile */
-  int oc_block;   /* 16 * oc_vectors */
-  int n_blocks;   /* ceil (m / oc_block) */
-  float *w;       /* [groups][n_blocks][cin][ky][kx][oc_block], zero padded */
+  int m;        /* output channels per group */
+  int cin;      /* input channels per group */
+  int oc_block; /* output channels per tile: 16 or 32, oc_block_for */
+  int n_blocks; /* ceil (m / oc_block) */
+  float *w;     /* [groups][n_blocks][cin][ky][kx][oc_block], zero padded */
 };
 
 /* The stem's 6 x 6 kernel (3 input channels) stays with the direct
@@ -87,12 +86,10 @@ yolose_avx512_strided_pack (const YoloseConvDesc *desc)
     return NULL;
   s->m = desc->out_channels / desc->groups;
   s->cin = desc->in_channels / desc->groups;
-  s->taps = desc->kernel * desc->kernel;
   s->oc_block = oc_block_for (s->m);
-  s->oc_vectors = s->oc_block / 16;
   s->n_blocks = (s->m + s->oc_block - 1) / s->oc_block;
   s->w = yolose_pack_weight_panels (desc->weight, desc->groups, s->m,
-      s->cin * s->taps, s->oc_block);
+      s->cin * TAPS, s->oc_block);
   if (s->w == NULL) {
     g_free (s);
     return NULL;
@@ -477,7 +474,7 @@ band_block (const StridedJob *job, const float *in, int c0, int n_ch,
   gboolean first = c0 == 0, last = c0 + n_ch == s->cin;
 
   in += (size_t)c0 * in_plane;
-  w += (size_t)c0 * s->taps * s->oc_block;
+  w += (size_t)c0 * TAPS * s->oc_block;
   for (int oy = oy0; oy < oy1; oy++)
     for (int ox0 = 0; ox0 < g->out_w; ox0 += PIXELS) {
       TileInput t = { patch, (size_t)KERNEL * g->span, (size_t)g->span };
@@ -511,8 +508,8 @@ strided_band (const StridedJob *job, int grp, int blk, int oy0, int oy1,
   size_t in_plane = (size_t)job->in->h * job->in->w;
   size_t out_plane = (size_t)g->out_h * g->out_w;
   const float *in = job->in->data + (size_t)grp * s->cin * in_plane;
-  const float *w = s->w
-      + (size_t)(grp * s->n_blocks + blk) * s->oc_block * s->cin * s->taps;
+  const float *w
+      = s->w + (size_t)(grp * s->n_blocks + blk) * s->oc_block * s->cin * TAPS;
   int oc0 = blk * s->oc_block, n_oc = MIN (s->oc_block, s->m - oc0);
   size_t first = (size_t)grp * s->m + oc0;
   __m512 bias[2];
@@ -525,7 +522,7 @@ strided_band (const StridedJob *job, int grp, int blk, int oy0, int oy1,
     band_block (job, in, c0, MIN (g->ch_block, s->cin - c0), w, oy0, oy1, sums,
         patch, bias);
   for (int oy = oy0; oy < oy1; oy++)
-    for (int v = 0; v < s->oc_vectors && 16 * v < n_oc; v++)
+    for (int v = 0; 16 * v < n_oc; v++)
       store_row (job, sums + (size_t)(oy - oy0) * g->row_floats, s->oc_block,
           16 * v, job->out->data + (first + 16 * v) * out_plane,
           job->residual ? job->residual->data + (first + 16 * v) * out_plane
@@ -557,8 +554,8 @@ yolose_avx512_strided_conv2d (const YoloseConvDesc *desc,
     return;
   threads = MAX (threads, 1);
   job.geo = strided_geometry (desc, in->h, in->w, threads);
-  job.tile = s->oc_vectors == 2 ? tile_32 : tile_16;
-  job.left_tile = s->oc_vectors == 2 ? tile_32_left : tile_16_left;
+  job.tile = s->oc_block == 32 ? tile_32 : tile_16;
+  job.left_tile = s->oc_block == 32 ? tile_32_left : tile_16_left;
   job.per_thread = thread_floats (&job.geo);
   job.base = (float *)round_up ((uintptr_t)scratch, 64);
   yolose_pool_run (threads, desc->groups * s->n_blocks * job.geo.n_bands,
