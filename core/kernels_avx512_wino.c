@@ -180,7 +180,7 @@ static float *
 space_to_depth_filters (const YoloseConvDesc *d)
 {
   int cin = d->in_channels, cout = d->out_channels;
-  float *w3 = g_try_new (float, (size_t)cout * 4 * cin * 9);
+  float *w3 = g_try_new0 (float, (size_t)cout * 4 * cin * 9);
 
   if (w3 == NULL)
     return NULL;

@@ -508,7 +508,7 @@ static int
 build_conv_row (Builder *b, const YolosePyValue *m, const YolosePyValue *args,
     int in)
 {
-  ConvArgs a;
+  ConvArgs a = { 0 };
   gint64 k, s, p, g;
 
   if (!out_channels_arg (b, args, &a.c2))
@@ -643,7 +643,7 @@ static int
 build_sppf (Builder *b, const YolosePyValue *m, const YolosePyValue *args,
     int in)
 {
-  int c1 = yolose_graph_value (b->graph, in)->c, c2, parts[4], i;
+  int c1 = yolose_graph_value (b->graph, in)->c, c2 = 0, parts[4], i;
   gint64 k;
 
   if (!out_channels_arg (b, args, &c2))
@@ -663,7 +663,7 @@ static int
 build_spp (Builder *b, const YolosePyValue *m, const YolosePyValue *args,
     int in)
 {
-  int c1 = yolose_graph_value (b->graph, in)->c, c2, parts[9], n = 1, x;
+  int c1 = yolose_graph_value (b->graph, in)->c, c2 = 0, parts[9], n = 1, x;
   const YolosePyValue *ks = yolose_py_item (args, 1);
   static const gint64 default_k[] = { 5, 9, 13 };
   gsize i, nk = ks ? yolose_py_len (ks) : 3;
@@ -692,7 +692,7 @@ build_selayer (Builder *b, const YolosePyValue *m, const YolosePyValue *args,
     int in)
 {
   YoloseValue *iv = yolose_graph_value (b->graph, in);
-  int c1 = iv->c, c2, hidden, out;
+  int c1 = iv->c, c2 = 0, hidden, out;
   gint64 ratio;
   const YolosePyValue *l1 = child (b, m, "l1"), *l2;
   YoloseOp op = { 0 };
