@@ -159,6 +159,9 @@ yolose_graph_join_last_convs (YoloseGraph *graph, gboolean last_on_top)
     return -1;
   first = graph_op (graph, n - 2);
   second = graph_op (graph, n - 1);
+  if (yolose_graph_value (graph, first->output)->parent >= 0
+      || yolose_graph_value (graph, second->output)->parent >= 0)
+    return -1; /* already placed in another value */
   upper = last_on_top ? second : first;
   lower = last_on_top ? first : second;
   c_upper = upper->u.conv.desc.out_channels;
@@ -170,10 +173,10 @@ yolose_graph_join_last_convs (YoloseGraph *graph, gboolean last_on_top)
       1);
 
   in = first->input;
-  {
-    YoloseValue *u = yolose_graph_value (graph, upper->output);
-    joined = yolose_graph_add_value (graph, c_upper + c_lower, u->h, u->w);
-  }
+  /* (adding a value may move the values, not the ops) */
+  joined = yolose_graph_add_value (graph, c_upper + c_lower,
+      yolose_graph_value (graph, upper->output)->h,
+      yolose_graph_value (graph, upper->output)->w);
   /* the old outputs become the joined output's slices */
   yolose_graph_value (graph, upper->output)->parent = joined;
   yolose_graph_value (graph, upper->output)->channel_offset = 0;

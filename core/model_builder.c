@@ -578,6 +578,8 @@ add_c3_branches (Builder *b, const YolosePyValue *m, int in, int c_,
     return first;
   v = yolose_graph_value (b->graph, whole);
   *joined = yolose_graph_add_value (b->graph, 3 * c_, v->h, v->w);
+  /* adding a value may move the array @v pointed into */
+  v = yolose_graph_value (b->graph, whole);
   v->parent = *joined;
   v->channel_offset = c_;
   return first;
