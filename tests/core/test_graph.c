@@ -177,6 +177,21 @@ START_TEST (test_join_refuses)
     yolose_graph_free (graph);
   }
 
+  /* an output already placed in another value */
+  {
+    YoloseGraph *graph
+        = yolose_graph_new (SIDE, yolose_kernels_select ("generic", NULL));
+    int in = graph->input = yolose_graph_add_value (graph, CIN, SIDE, SIDE);
+    int a = add_test_conv (graph, in, &silu, 1);
+    int holder = yolose_graph_add_value (graph, 2 * silu.c_out, SIDE, SIDE);
+
+    yolose_graph_value (graph, a)->parent = holder;
+    add_test_conv (graph, in, &silu, 2);
+    ck_assert_int_eq (yolose_graph_join_last_convs (graph, TRUE), -1);
+    ck_assert_uint_eq (graph->ops->len, 2);
+    yolose_graph_free (graph);
+  }
+
   /* different inputs */
   {
     YoloseGraph *graph
