@@ -247,7 +247,11 @@ set_error (Unpickler *u, YolosePickleError code, const char *format,
   g_free (cause);
 }
 
-/* Always returns FALSE so handlers can `return fail (...)`. */
+/* Always returns FALSE so handlers can `return fail (...)`.  The helpers
+ * that hand back values through pointers (take, pop, pop_mark, ...) call
+ * it and then return FALSE themselves: clang's analyzer does not follow
+ * variadic calls, took `return fail (...)` for a possible success, and
+ * saw their callers read outputs never set (20 reports). */
 static gboolean
 fail (Unpickler *u, YolosePickleError code, const char *format, ...)
 {
@@ -601,11 +605,13 @@ static gboolean
 take (Unpickler *u, guint64 count, const guint8 **out)
 {
   *out = NULL;
-  if (count > u->len - u->pos)
-    return fail (u, YOLOSE_PICKLE_ERROR_TRUNCATED,
+  if (count > u->len - u->pos) {
+    fail (u, YOLOSE_PICKLE_ERROR_TRUNCATED,
         "pickle truncated: needs %" G_GUINT64_FORMAT " bytes, %" G_GSIZE_FORMAT
         " left",
         count, u->len - u->pos);
+    return FALSE;
+  }
   *out = u->data + u->pos;
   u->pos += count;
   return TRUE;
@@ -632,9 +638,11 @@ take_line (Unpickler *u, const guint8 **line, gsize *len)
   const guint8 *start = u->data + u->pos;
   const guint8 *newline = memchr (start, '\n', u->len - u->pos);
 
-  if (newline == NULL)
-    return fail (u, YOLOSE_PICKLE_ERROR_TRUNCATED,
+  if (newline == NULL) {
+    fail (u, YOLOSE_PICKLE_ERROR_TRUNCATED,
         "pickle truncated: line without newline");
+    return FALSE;
+  }
   *line = start;
   *len = (gsize)(newline - start);
   u->pos += *len + 1;
@@ -665,8 +673,10 @@ static gboolean
 pop (Unpickler *u, YolosePyValue **out)
 {
   *out = NULL;
-  if (u->stack->len <= frame_base (u))
-    return fail (u, YOLOSE_PICKLE_ERROR_MALFORMED, "pickle stack underflow");
+  if (u->stack->len <= frame_base (u)) {
+    fail (u, YOLOSE_PICKLE_ERROR_MALFORMED, "pickle stack underflow");
+    return FALSE;
+  }
   *out = g_ptr_array_index (u->stack, u->stack->len - 1);
   g_ptr_array_set_size (u->stack, u->stack->len - 1);
   return TRUE;
@@ -676,8 +686,10 @@ static gboolean
 peek (Unpickler *u, YolosePyValue **out)
 {
   *out = NULL;
-  if (u->stack->len <= frame_base (u))
-    return fail (u, YOLOSE_PICKLE_ERROR_MALFORMED, "pickle stack underflow");
+  if (u->stack->len <= frame_base (u)) {
+    fail (u, YOLOSE_PICKLE_ERROR_MALFORMED, "pickle stack underflow");
+    return FALSE;
+  }
   *out = g_ptr_array_index (u->stack, u->stack->len - 1);
   return TRUE;
 }
@@ -687,8 +699,10 @@ peek (Unpickler *u, YolosePyValue **out)
 static gboolean
 pop_mark (Unpickler *u, gsize *base, gsize *count)
 {
-  if (u->marks->len == 0)
-    return fail (u, YOLOSE_PICKLE_ERROR_MALFORMED, "no MARK on the stack");
+  if (u->marks->len == 0) {
+    fail (u, YOLOSE_PICKLE_ERROR_MALFORMED, "no MARK on the stack");
+    return FALSE;
+  }
   *base = g_array_index (u->marks, gsize, u->marks->len - 1);
   g_array_set_size (u->marks, u->marks->len - 1);
   *count = u->stack->len - *base;
