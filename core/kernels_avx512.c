@@ -23,10 +23,9 @@
  * costs, which dominated the layers with few output channels.  3x3 stride
  * 1 layers on pictures of 20 x 20 and more go to Winograd instead
  * (kernels_avx512_wino.c, yolose_avx512_wino_pays), as does the 6x6
- * stride-2 stem read as a 3x3 convolution of its space-to-depth, and 3x3
- * stride 2
- * layers to a kernel with output channels in the vector, which reads its
- * input in place (kernels_avx512_strided.c). */
+ * stride-2 stem read as a 3x3 convolution of its space-to-depth; 3x3
+ * stride-2 layers go to a kernel with output channels in the vector,
+ * which reads its input in place (kernels_avx512_strided.c). */
 #include "kernels.h"
 #include "kernels_avx512.h"
 #include "kernels_pack.h"

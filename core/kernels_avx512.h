@@ -1,5 +1,6 @@
 /* yolose — what the AVX-512 convolution files share (private to
- * kernels_avx512.c and kernels_avx512_wino.c, both built with -mavx512f). */
+ * kernels_avx512.c, kernels_avx512_wino.c and kernels_avx512_strided.c,
+ * all built with -mavx512f). */
 #ifndef YOLOSE_KERNELS_AVX512_H
 #define YOLOSE_KERNELS_AVX512_H
 
