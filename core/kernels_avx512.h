@@ -14,30 +14,35 @@
 #define NR 32           /* pixels per microkernel, 2 zmm */
 #define ALIGN_FLOATS 16 /* 64 bytes */
 
-/* exp(x): 2^n * p(r), n = round(x / ln 2), r = x - n ln 2 in two parts,
- * p of degree 6 (about 1 ulp); scalef applies 2^n without building the
- * exponent by hand. */
+/* exp(-x): 2^n * p(r), n = round(-x / ln 2), r = -x - n ln 2 in two
+ * parts, p the degree-7 polynomial of Cephes' expf (about 1 ulp) by
+ * Horner's rule; scalef applies 2^n without building the exponent by
+ * hand, and gives 0 for a large x.  Only -x is clamped, to 88.37, where
+ * e^-x is still finite: 1 + inf would make the reciprocal's Newton step
+ * NaN.  Taking -x through the constants (a negative log2(e), fnmsub)
+ * and Horner's rule instead of p's even/odd split save 3 of the SiLU's
+ * 22 instructions, which cost as much as the multiply-adds of a 1x1
+ * convolution with 32 input channels; the same results within 2.6 ulp
+ * of SiLU in double precision over every 37th float in [-80, 200]. */
 static inline __m512
-exp512 (__m512 x)
+exp_neg512 (__m512 x)
 {
-  __m512 n, r, r2, p;
+  __m512 n, r, p;
 
-  x = _mm512_min_ps (x, _mm512_set1_ps (88.3762626647949f));
-  x = _mm512_max_ps (x, _mm512_set1_ps (-87.3365478515625f));
+  x = _mm512_max_ps (x, _mm512_set1_ps (-88.3762626647949f));
   n = _mm512_roundscale_ps (
-      _mm512_mul_ps (x, _mm512_set1_ps (1.44269504088896341f)),
+      _mm512_mul_ps (x, _mm512_set1_ps (-1.44269504088896341f)),
       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  r = _mm512_fnmadd_ps (n, _mm512_set1_ps (0.693359375f), x);
+  r = _mm512_fnmsub_ps (n, _mm512_set1_ps (0.693359375f), x);
   r = _mm512_fnmadd_ps (n, _mm512_set1_ps (-2.12194440e-4f), r);
-  r2 = _mm512_mul_ps (r, r);
   p = _mm512_set1_ps (1.9875691500e-4f);
   p = _mm512_fmadd_ps (p, r, _mm512_set1_ps (1.3981999507e-3f));
   p = _mm512_fmadd_ps (p, r, _mm512_set1_ps (8.3334519073e-3f));
   p = _mm512_fmadd_ps (p, r, _mm512_set1_ps (4.1665795894e-2f));
   p = _mm512_fmadd_ps (p, r, _mm512_set1_ps (1.6666665459e-1f));
   p = _mm512_fmadd_ps (p, r, _mm512_set1_ps (5.0000001201e-1f));
-  p = _mm512_fmadd_ps (p, r2, r);
-  p = _mm512_add_ps (p, _mm512_set1_ps (1.0f));
+  p = _mm512_fmadd_ps (p, r, _mm512_set1_ps (1.0f));
+  p = _mm512_fmadd_ps (p, r, _mm512_set1_ps (1.0f));
   return _mm512_scalef_ps (p, n);
 }
 
@@ -55,9 +60,7 @@ reciprocal512 (__m512 d)
 static inline __m512
 sigmoid512 (__m512 x)
 {
-  __m512 e = exp512 (_mm512_sub_ps (_mm512_setzero_ps (), x));
-
-  return reciprocal512 (_mm512_add_ps (_mm512_set1_ps (1.0f), e));
+  return reciprocal512 (_mm512_add_ps (_mm512_set1_ps (1.0f), exp_neg512 (x)));
 }
 
 static inline __m512
