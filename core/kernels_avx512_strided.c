@@ -181,6 +181,20 @@ yolose_avx512_strided_scratch_size (const YoloseConvDesc *desc, int in_h,
 
 /* ------------------------------------------------------- microkernel */
 
+/* Asks for the line PREFETCH_FLOATS past @row.  The offset is the
+ * instruction's displacement, not C pointer arithmetic: past the last
+ * rows of the last channel that address lies outside the input, where
+ * the arithmetic would be undefined (a prefetch itself never faults).
+ * Computed through an integer instead, the address made GCC 12 drop the
+ * prefetches altogether. */
+static inline void
+prefetch_ahead (const float *row)
+{
+  __asm__ volatile("prefetcht0 %c1(%0)"
+                   :
+                   : "r"(row), "i"(PREFETCH_FLOATS * sizeof (float)));
+}
+
 /* Where a tile's inputs are: tap (ky, kx) of input channel c for the
  * tile's pixel j is base[c * chan_stride + ky * row_stride + kx + 2 j]. */
 typedef struct {
@@ -281,9 +295,9 @@ tile_sums (int nv, gboolean left, const TileInput *in, int n_ch, const float *w,
     TAP (r2, 0);
     TAP (r2, 1);
     TAP (r2, 2);
-    _mm_prefetch ((const char *)(r0 + PREFETCH_FLOATS), _MM_HINT_T0);
-    _mm_prefetch ((const char *)(r1 + PREFETCH_FLOATS), _MM_HINT_T0);
-    _mm_prefetch ((const char *)(r2 + PREFETCH_FLOATS), _MM_HINT_T0);
+    prefetch_ahead (r0);
+    prefetch_ahead (r1);
+    prefetch_ahead (r2);
     r0 += chan_stride;
     r1 += chan_stride;
     r2 += chan_stride;
