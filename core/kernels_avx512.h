@@ -193,6 +193,11 @@ typedef struct {
 /* c[8][32] (+)= a[n_ch x taps][8] * B, B's rows as @rows says. */
 void yolose_avx512_gemm_8x32 (int n_ch, const BRows *rows,
     const float *restrict a, float *restrict c, gboolean accumulate);
+/* The same for an A that streams from memory, each panel used once (the
+ * Winograd weights at 20 x 20), the next panels' lines fetched as it
+ * goes. */
+void yolose_avx512_gemm_8x32_stream_a (int n_ch, const BRows *rows,
+    const float *restrict a, float *restrict c, gboolean accumulate);
 
 /* Winograd F(4x4, 3x3) for 3x3, stride 1, pad 1 convolutions, and for
  * the 6x6 stride-2 pad-2 stem read as one of those over its input's

@@ -620,22 +620,6 @@ transform_output (const WinoJob *job, const Epilogue *e, const float *sums,
 
 /* --------------------------------------------------------------- conv */
 
-/* How many panels ahead a task asks for its weights.  At 20 x 20 a
- * panel's weights serve one run of tiles and are not read again this
- * frame, so the GEMM waits on memory unless they are on their way: a
- * 256-channel layer there, weights evicted from every cache, two threads,
- * best of 20: 1.19 ms with the blocked layout alone, 1.10 with this (one
- * panel ahead about the same, four and eight ahead slower). */
-#define PREFETCH_PANELS 2
-
-/* Asks for @n floats from @p to be brought into L1. */
-static inline void
-prefetch_floats (const float *p, size_t n)
-{
-  for (size_t i = 0; i < n; i += 16)
-    _mm_prefetch ((const char *)(p + i), _MM_HINT_T0);
-}
-
 /* Output panels [i0, i0 + n_panels) for tile rows [ty0, ty1). */
 static void
 wino_task_run (const WinoJob *job, int ty0, int ty1, int i0, int n_panels,
@@ -659,17 +643,17 @@ wino_task_run (const WinoJob *job, int ty0, int ty1, int i0, int n_panels,
     int n_ch = MIN (w->ch_block, w->cin - c0);
     transform_input (job, c0, n_ch, ty0, ty1, v, row_mem);
     /* Per position, each 8 KB tile of V serves every panel while in L1;
-     * the task's panels of this block are one run of weights, fetched
-     * PREFETCH_PANELS ahead the first time through. */
+     * the task's panels of this block are one run of weights, which the
+     * first run of tiles streams (yolose_avx512_gemm_8x32_stream_a).  At
+     * 20 x 20 that is the only run: each weight is used once a frame, so
+     * the GEMM waits on memory unless the weights are on their way. */
     for (int p = 0; p < POSITIONS; p++)
       for (int j = 0; j < groups; j++)
         for (int i = 0; i < n_panels; i++) {
           const float *a = job->u + p * u_position
               + block_offset (w->cin, w->panels, c0, i0 + i);
-          if (j == 0 && i + PREFETCH_PANELS < n_panels)
-            prefetch_floats (a + PREFETCH_PANELS * n_ch * MR,
-                (size_t)n_ch * MR);
-          yolose_avx512_gemm_8x32 (n_ch,
+          (j == 0 ? yolose_avx512_gemm_8x32_stream_a
+                  : yolose_avx512_gemm_8x32) (n_ch,
               &(BRows){ v + p * v_position + (size_t)j * NR, w->tiles_pad,
                   &no_offset, 1 },
               a, sums + p * s_position + ((size_t)i * groups + j) * MR * NR,
