@@ -484,13 +484,13 @@ finish_half (const TileStore *ts, int r, int half, __m512 acc)
  * threads, -14% on one; 2 KB and 8 KB ahead were in between. */
 #define STREAM_A_BYTES 4096
 
-/* Asks for the line of A STREAM_A_BYTES past @a, as the instruction's
- * displacement: past the last panels that address lies outside the
+/* Asks for the line @bytes past @a, the sum formed by the instruction's
+ * addressing: past the last panels that address lies outside the
  * weights, where C pointer arithmetic would be undefined. */
 static inline void
-prefetch_a_ahead (const float *a)
+prefetch_a_ahead (const float *a, ptrdiff_t bytes)
 {
-  __asm__ volatile("prefetcht0 %c1(%0)" : : "r"(a), "i"(STREAM_A_BYTES));
+  __asm__ volatile("prefetcht0 (%0,%1)" : : "r"(a), "r"(bytes));
 }
 
 /* c[8][32] (+)= a[n_ch x taps][8] * B, B's rows as @rows says: 16 zmm
@@ -506,7 +506,7 @@ prefetch_a_ahead (const float *a)
 static inline __attribute__ ((always_inline)) void
 gemm_8x32 (int n_ch, const BRows *rows, const float *restrict a,
     float *restrict c, gboolean accumulate, const TileStore *ts,
-    gboolean stream_a)
+    ptrdiff_t a_ahead)
 {
   const __m512 zero = _mm512_setzero_ps ();
   const float *b = rows->base;
@@ -522,12 +522,12 @@ gemm_8x32 (int n_ch, const BRows *rows, const float *restrict a,
   LOAD (5);
   LOAD (6);
   LOAD (7);
-  if (rows->taps == 1 && stream_a) {
+  if (rows->taps == 1 && a_ahead != 0) {
     int ch = 0;
     b += rows->tap[0];
     /* one line of A per two steps */
     for (; ch + 2 <= n_ch; ch += 2, b += 2 * chan_stride) {
-      prefetch_a_ahead (a);
+      prefetch_a_ahead (a, a_ahead);
       STEP (b);
       STEP (b + chan_stride);
     }
@@ -583,23 +583,32 @@ void
 yolose_avx512_gemm_8x32 (int n_ch, const BRows *rows, const float *restrict a,
     float *restrict c, gboolean accumulate)
 {
-  gemm_8x32 (n_ch, rows, a, c, accumulate, NULL, FALSE);
+  gemm_8x32 (n_ch, rows, a, c, accumulate, NULL, 0);
 }
 
 void
 yolose_avx512_gemm_8x32_stream_a (int n_ch, const BRows *rows,
     const float *restrict a, float *restrict c, gboolean accumulate)
 {
-  gemm_8x32 (n_ch, rows, a, c, accumulate, NULL, TRUE);
+  gemm_8x32 (n_ch, rows, a, c, accumulate, NULL, STREAM_A_BYTES);
 }
 
 /* The same, finishing the tile into the output as @ts says; c holds the
  * partial sums to start from when @accumulate. */
 static void
 gemm_8x32_store (int n_ch, const BRows *rows, const float *restrict a,
-    const float *restrict c, gboolean accumulate, const TileStore *ts)
+    const float *restrict c, gboolean accumulate, const TileStore *ts,
+    ptrdiff_t a_ahead)
 {
-  gemm_8x32 (n_ch, rows, a, (float *)c, accumulate, ts, FALSE);
+  gemm_8x32 (n_ch, rows, a, (float *)c, accumulate, ts, a_ahead);
+}
+
+/* The same into c, asking for A @a_ahead bytes ahead (0: not at all). */
+static void
+gemm_8x32_ahead (int n_ch, const BRows *rows, const float *restrict a,
+    float *restrict c, gboolean accumulate, ptrdiff_t a_ahead)
+{
+  gemm_8x32 (n_ch, rows, a, c, accumulate, NULL, a_ahead);
 }
 
 #undef ROW
@@ -752,6 +761,24 @@ prepare_source (const Job *job, int grp, int c0, int n_ch, int oy0, float *buf,
   src->rows.chan_stride = g->chan_stride;
 }
 
+/* How far ahead the microkernel asks for A (bytes; 0: not at all) on
+ * panel @i of [i0, @i1), tile @j, in the band at output row @oy0.  The
+ * first tile of the first band reads each panel's weights from memory:
+ * then the next panel's, one panel stride further, are fetched as it
+ * goes; each panel a new 4 KB run, too short for the hardware prefetcher
+ * to catch up.  Later bands and tiles find the panels cached.  1x1
+ * layers alone after evicting the caches, two threads: 1024 -> 512 at 20
+ * x 20 -5 to -13%, 512 -> 256 at 40 x 40 -3 to -7%; at 80 x 80 and 160 x
+ * 160, where the weights are small, no change.  (On every tile's first
+ * pass it made the 80 x 80 layers 7% slower.) */
+static ptrdiff_t
+a_ahead (const Packed512 *p, int oy0, int j, int i, int i1)
+{
+  if (oy0 != 0 || j != 0 || i + 1 >= i1 || p->taps != 1)
+    return 0;
+  return (ptrdiff_t)((size_t)p->k * MR * sizeof (float));
+}
+
 /* Output channels of weight panels [i0, i1) of group @grp for output rows
  * [oy0, band_end). */
 static void
@@ -793,11 +820,13 @@ conv_band (const Job *job, int grp, int oy0, int band_end, int i0, int i1,
         // cppcheck-suppress legacyUninitvar
         float *c = first && last ? tile : partial;
 
+        ptrdiff_t ahead = a_ahead (p, oy0, j, i, i1);
+
         if (last && tile_store (&e, i * MR, rows, seg, n_seg, &ts)) {
-          gemm_8x32_store (n_ch, &b_rows, a, partial, !first, &ts);
+          gemm_8x32_store (n_ch, &b_rows, a, partial, !first, &ts, ahead);
           continue;
         }
-        yolose_avx512_gemm_8x32 (n_ch, &b_rows, a, c, !first);
+        gemm_8x32_ahead (n_ch, &b_rows, a, c, !first, ahead);
         if (last)
           store_tile (&e, c, i * MR, rows, seg, n_seg);
       }
