@@ -475,24 +475,6 @@ finish_half (const TileStore *ts, int r, int half, __m512 acc)
     a += MR;                                                                   \
   } while (0)
 
-/* How far ahead yolose_avx512_gemm_8x32_stream_a asks for A: two panels
- * of 64 channels.  It replaced a prefetch of a whole panel two panels
- * ahead before each GEMM, whose 32 back-to-back prefetches waited for
- * fill buffers (an eighth of a 20 x 20 Winograd layer's time, by perf).
- * A 256-channel 3x3 layer at 20 x 20 (its 9.4 MB of Winograd weights
- * used once per frame), best of 10 after evicting the caches: -13% on two
- * threads, -14% on one; 2 KB and 8 KB ahead were in between. */
-#define STREAM_A_BYTES 4096
-
-/* Asks for the line @bytes past @a, the sum formed by the instruction's
- * addressing: past the last panels that address lies outside the
- * weights, where C pointer arithmetic would be undefined. */
-static inline void
-prefetch_a_ahead (const float *a, ptrdiff_t bytes)
-{
-  __asm__ volatile("prefetcht0 (%0,%1)" : : "r"(a), "r"(bytes));
-}
-
 /* c[8][32] (+)= a[n_ch x taps][8] * B, B's rows as @rows says: 16 zmm
  * accumulators, two loads and eight broadcasts per row of B.  The rows
  * are walked channel by channel, with the taps' offsets in registers for
@@ -527,7 +509,7 @@ gemm_8x32 (int n_ch, const BRows *rows, const float *restrict a,
     b += rows->tap[0];
     /* one line of A per two steps */
     for (; ch + 2 <= n_ch; ch += 2, b += 2 * chan_stride) {
-      prefetch_a_ahead (a, a_ahead);
+      prefetch_past (a, a_ahead);
       STEP (b);
       STEP (b + chan_stride);
     }
@@ -581,16 +563,9 @@ gemm_8x32 (int n_ch, const BRows *rows, const float *restrict a,
 
 void
 yolose_avx512_gemm_8x32 (int n_ch, const BRows *rows, const float *restrict a,
-    float *restrict c, gboolean accumulate)
+    float *restrict c, gboolean accumulate, ptrdiff_t a_ahead)
 {
-  gemm_8x32 (n_ch, rows, a, c, accumulate, NULL, 0);
-}
-
-void
-yolose_avx512_gemm_8x32_stream_a (int n_ch, const BRows *rows,
-    const float *restrict a, float *restrict c, gboolean accumulate)
-{
-  gemm_8x32 (n_ch, rows, a, c, accumulate, NULL, STREAM_A_BYTES);
+  gemm_8x32 (n_ch, rows, a, c, accumulate, NULL, a_ahead);
 }
 
 /* The same, finishing the tile into the output as @ts says; c holds the
@@ -601,14 +576,6 @@ gemm_8x32_store (int n_ch, const BRows *rows, const float *restrict a,
     ptrdiff_t a_ahead)
 {
   gemm_8x32 (n_ch, rows, a, (float *)c, accumulate, ts, a_ahead);
-}
-
-/* The same into c, asking for A @a_ahead bytes ahead (0: not at all). */
-static void
-gemm_8x32_ahead (int n_ch, const BRows *rows, const float *restrict a,
-    float *restrict c, gboolean accumulate, ptrdiff_t a_ahead)
-{
-  gemm_8x32 (n_ch, rows, a, c, accumulate, NULL, a_ahead);
 }
 
 #undef ROW
@@ -826,7 +793,7 @@ conv_band (const Job *job, int grp, int oy0, int band_end, int i0, int i1,
           gemm_8x32_store (n_ch, &b_rows, a, partial, !first, &ts, ahead);
           continue;
         }
-        gemm_8x32_ahead (n_ch, &b_rows, a, c, !first, ahead);
+        yolose_avx512_gemm_8x32 (n_ch, &b_rows, a, c, !first, ahead);
         if (last)
           store_tile (&e, c, i * MR, rows, seg, n_seg);
       }

@@ -114,6 +114,18 @@ zero_floats (float *dst, size_t n)
     _mm512_mask_storeu_ps (dst, first_lanes ((int)n), zero);
 }
 
+/* Asks for the cache line @bytes past @p.  The sum is formed by the
+ * instruction's addressing, not by C pointer arithmetic: the callers
+ * look past the end of their arrays on the last rows or panels, where
+ * the arithmetic would be undefined (a prefetch itself never faults).
+ * Computed through an integer instead, the address made GCC 12 drop the
+ * prefetches altogether. */
+static inline void
+prefetch_past (const void *p, ptrdiff_t bytes)
+{
+  __asm__ volatile("prefetcht0 (%0,%1)" : : "r"(p), "r"(bytes));
+}
+
 /* dst[x] = src[x * stride] for x in [0, count), the even or odd elements
  * of a row when stride is 2.  The last 16 go through masked loads, which
  * read nothing past src[2 * (count - 1)]; a scalar tail took up to 16
@@ -190,14 +202,13 @@ typedef struct {
   int taps;
 } BRows;
 
-/* c[8][32] (+)= a[n_ch x taps][8] * B, B's rows as @rows says. */
+/* c[8][32] (+)= a[n_ch x taps][8] * B, B's rows as @rows says.  With a
+ * nonzero @a_ahead (1x1 rows only) it asks, every two steps, for the
+ * line of A that many bytes ahead: for weights that stream from memory,
+ * each panel used once. */
 void yolose_avx512_gemm_8x32 (int n_ch, const BRows *rows,
-    const float *restrict a, float *restrict c, gboolean accumulate);
-/* The same for an A that streams from memory, each panel used once (the
- * Winograd weights at 20 x 20), the next panels' lines fetched as it
- * goes. */
-void yolose_avx512_gemm_8x32_stream_a (int n_ch, const BRows *rows,
-    const float *restrict a, float *restrict c, gboolean accumulate);
+    const float *restrict a, float *restrict c, gboolean accumulate,
+    ptrdiff_t a_ahead);
 
 /* Winograd F(4x4, 3x3) for 3x3, stride 1, pad 1 convolutions, and for
  * the 6x6 stride-2 pad-2 stem read as one of those over its input's

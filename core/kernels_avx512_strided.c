@@ -43,14 +43,14 @@
  * one block to the next through the band's buffer. */
 #define WEIGHT_BLOCK_BYTES (24 * 1024)
 /* How far ahead along its input rows a tile asks for what the next
- * tiles will read, in floats (3 tiles of 2 * PIXELS columns).  A tile
+ * tiles will read: 64 floats, 3 tiles of 2 * PIXELS columns.  A tile
  * reads 3 rows of each of its block's input channels, 48 or more runs
  * at once: more than the hardware prefetcher follows, so when the input
  * comes from memory (the 13 MB 320 x 320 picture of yolov5s + SE's layer
  * 1) every row stalled on its next line.  Layer 1 alone after evicting
  * the caches: -8% on two threads, -5 to -10% on one; 32 and 128 floats
  * ahead were in between. */
-#define PREFETCH_FLOATS 64
+#define PREFETCH_BYTES (64 * sizeof (float))
 /* Pixels per band, at most: the band's sums (128 KB for 32 channels)
  * stay in L2 beside its input rows until they are transposed out, and
  * they bound the scratch.  Uncapped, a one-thread run of yolov5n + SE's
@@ -181,20 +181,6 @@ yolose_avx512_strided_scratch_size (const YoloseConvDesc *desc, int in_h,
 
 /* ------------------------------------------------------- microkernel */
 
-/* Asks for the line PREFETCH_FLOATS past @row.  The offset is the
- * instruction's displacement, not C pointer arithmetic: past the last
- * rows of the last channel that address lies outside the input, where
- * the arithmetic would be undefined (a prefetch itself never faults).
- * Computed through an integer instead, the address made GCC 12 drop the
- * prefetches altogether. */
-static inline void
-prefetch_ahead (const float *row)
-{
-  __asm__ volatile("prefetcht0 %c1(%0)"
-                   :
-                   : "r"(row), "i"(PREFETCH_FLOATS * sizeof (float)));
-}
-
 /* Where a tile's inputs are: tap (ky, kx) of input channel c for the
  * tile's pixel j is base[c * chan_stride + ky * row_stride + kx + 2 j]. */
 typedef struct {
@@ -295,9 +281,9 @@ tile_sums (int nv, gboolean left, const TileInput *in, int n_ch, const float *w,
     TAP (r2, 0);
     TAP (r2, 1);
     TAP (r2, 2);
-    prefetch_ahead (r0);
-    prefetch_ahead (r1);
-    prefetch_ahead (r2);
+    prefetch_past (r0, PREFETCH_BYTES);
+    prefetch_past (r1, PREFETCH_BYTES);
+    prefetch_past (r2, PREFETCH_BYTES);
     r0 += chan_stride;
     r1 += chan_stride;
     r2 += chan_stride;

@@ -47,6 +47,14 @@
 /* A task's per-position sums, at most: they stay in L2 (2 MB on the
  * Emerald Rapids this was tuned on) beside V. */
 #define SUMS_BYTES_MAX (768 * 1024)
+/* How far ahead the GEMM asks for the weights as it streams them: two
+ * panels of 64 channels.  It replaced a prefetch of a whole panel two
+ * panels ahead before each GEMM, whose 32 back-to-back prefetches waited
+ * for fill buffers (an eighth of a 20 x 20 layer's time, by perf).  A
+ * 256-channel layer at 20 x 20 (its 9.4 MB of weights used once per
+ * frame), best of 10 after evicting the caches: -13% on two threads,
+ * -14% on one; 2 KB and 8 KB ahead were in between. */
+#define STREAM_A_BYTES 4096
 
 /* The 6x6 stride-2 pad-2 stem is a 3x3 stride-1 pad-1 convolution of its
  * input's space-to-depth: output (y, x) reads input pixels (2 y + ky - 2,
@@ -644,20 +652,19 @@ wino_task_run (const WinoJob *job, int ty0, int ty1, int i0, int n_panels,
     transform_input (job, c0, n_ch, ty0, ty1, v, row_mem);
     /* Per position, each 8 KB tile of V serves every panel while in L1;
      * the task's panels of this block are one run of weights, which the
-     * first run of tiles streams (yolose_avx512_gemm_8x32_stream_a).  At
-     * 20 x 20 that is the only run: each weight is used once a frame, so
-     * the GEMM waits on memory unless the weights are on their way. */
+     * first run of tiles streams (STREAM_A_BYTES ahead).  At 20 x 20
+     * that is the only run: each weight is used once a frame, so the
+     * GEMM waits on memory unless the weights are on their way. */
     for (int p = 0; p < POSITIONS; p++)
       for (int j = 0; j < groups; j++)
         for (int i = 0; i < n_panels; i++) {
           const float *a = job->u + p * u_position
               + block_offset (w->cin, w->panels, c0, i0 + i);
-          (j == 0 ? yolose_avx512_gemm_8x32_stream_a
-                  : yolose_avx512_gemm_8x32) (n_ch,
+          yolose_avx512_gemm_8x32 (n_ch,
               &(BRows){ v + p * v_position + (size_t)j * NR, w->tiles_pad,
                   &no_offset, 1 },
               a, sums + p * s_position + ((size_t)i * groups + j) * MR * NR,
-              c0 > 0);
+              c0 > 0, j == 0 ? STREAM_A_BYTES : 0);
         }
   }
   transform_output (job, &e, sums, i0, n_panels, ty0, ty1);
