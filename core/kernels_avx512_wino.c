@@ -230,10 +230,9 @@ typedef struct {
   int ch_block;     /* input channels per V block */
   int chunk_panels; /* output panels per task */
   int n_chunks;
-  size_t v_floats;    /* POSITIONS x ch_block x tiles_pad */
-  size_t sum_floats;  /* POSITIONS x chunk_panels x MR x tiles_pad */
-  size_t row_floats;  /* one zero-padded input row */
-  size_t read_floats; /* what the row's tiles read of it */
+  size_t v_floats;   /* POSITIONS x ch_block x tiles_pad */
+  size_t sum_floats; /* POSITIONS x chunk_panels x MR x tiles_pad */
+  size_t row_floats; /* one gathered input row of the stem */
 } Wino;
 
 /* What the input transform of a band costs, in output panels' worth of
@@ -315,9 +314,8 @@ wino_geometry (const YoloseConvDesc *d, int out_h, int out_w, int threads)
   w.ch_block = channel_block (w.cin);
   w.v_floats = (size_t)POSITIONS * w.ch_block * w.tiles_pad;
   w.sum_floats = (size_t)POSITIONS * w.chunk_panels * MR * w.tiles_pad;
-  /* the last 16 tiles of a row read TILE x 16 + 2 floats */
-  w.read_floats = TILE * round_up ((size_t)w.tiles_x, 16) + 2;
-  w.row_floats = round_up (w.read_floats, ALIGN_FLOATS);
+  /* a gathered row has at most out_w + 1 pixels */
+  w.row_floats = round_up ((size_t)TILE * w.tiles_x + 1, ALIGN_FLOATS);
   return w;
 }
 
@@ -356,12 +354,20 @@ typedef struct {
   size_t per_thread;
 } WinoJob;
 
+/* A row of the picture the 3x3 convolution reads: @w pixels at @px, or
+ * a row of its zero padding (@px NULL). */
+typedef struct {
+  const float *px;
+  int w;
+} PatchRow;
+
 /* Row @iy of the picture the 3x3 convolution reads, for input channel
- * @c of it, into @r: from the input's plane, or for the stem from every
- * other pixel of one of its rows (is_space_to_depth).  Returns the row's
- * width, 0 (nothing written) when the row is outside the picture. */
-static int
-read_picture_row (const WinoJob *job, int c, int iy, float *r)
+ * @c of it: the input's row, read in place, or for the stem every other
+ * pixel of one of its rows, gathered into @buf (is_space_to_depth).
+ * Read in place, not copied into a zero-padded row: the copies and their
+ * borders were 15% of a 64-channel layer's time at 80 x 80. */
+static PatchRow
+picture_row (const WinoJob *job, int c, int iy, float *buf)
 {
   const YoloseTensor *in = job->in;
   size_t plane = (size_t)in->h * in->w;
@@ -369,38 +375,56 @@ read_picture_row (const WinoJob *job, int c, int iy, float *r)
 
   if (!is_space_to_depth (job->desc)) {
     if (iy < 0 || iy >= in->h)
-      return 0;
-    memcpy (r, in->data + c * plane + (size_t)iy * in->w,
-        (size_t)in->w * sizeof (float));
-    return in->w;
+      return (PatchRow){ NULL, 0 };
+    return (PatchRow){ in->data + c * plane + (size_t)iy * in->w, in->w };
   }
   p = c / 2 % 2;
   q = c % 2;
   y = 2 * iy + p;
   n = (in->w - q + 1) / 2; /* pixels q, q + 2, ... of the row */
   if (iy < 0 || y >= in->h || n <= 0)
-    return 0;
-  gather_row (r, in->data + (size_t)(c / 4) * plane + (size_t)y * in->w + q, n,
-      2);
-  return n;
+    return (PatchRow){ NULL, 0 };
+  gather_row (buf, in->data + (size_t)(c / 4) * plane + (size_t)y * in->w + q,
+      n, 2);
+  return (PatchRow){ buf, n };
 }
 
-/* rows[i] = row TILE ty - 1 + i of input channel @c with one zero column
- * on each side (and zeros past the end, as far as the whole-vector loads
- * of patch_columns read); all zero outside the picture.  Zeroing the
- * whole row buffer instead (64 floats more) made these copies 12% of a 40
- * x 40 layer's time. */
+/* rows[i] = row TILE ty - 1 + i of input channel @c; @row_mem holds the
+ * stem's gathered rows. */
 static void
-load_patch_rows (const WinoJob *job, int c, int ty, float *rows[PATCH])
+load_patch_rows (const WinoJob *job, int c, int ty, float *row_mem,
+    PatchRow rows[PATCH])
 {
-  for (int i = 0; i < PATCH; i++) {
-    float *r = rows[i];
-    int n = read_picture_row (job, c, TILE * ty - 1 + i, r + 1);
+  for (int i = 0; i < PATCH; i++)
+    rows[i] = picture_row (job, c, TILE * ty - 1 + i,
+        row_mem + i * job->w->row_floats);
+}
 
-    /* Only the borders need zeroing: column 0 and past the row's end. */
-    r[0] = 0.0f;
-    zero_floats (r + 1 + n, job->w->read_floats - 1 - n);
-  }
+/* Pixels [x0, x0 + 16) of @row, zero outside [0, w): masked loads, which
+ * read nothing of the masked lanes.  Only the first tiles of a row start
+ * left of it, at x0 = -1: that load starts at pixel 0 and moves up a
+ * lane, so no pointer before the row is formed. */
+static inline __m512
+row_pixels (const PatchRow *row, int x0)
+{
+  const __m512i zero = _mm512_setzero_si512 ();
+  __m512 v;
+
+  if (row->px == NULL || x0 >= row->w)
+    return _mm512_setzero_ps ();
+  if (x0 >= 0)
+    return _mm512_maskz_loadu_ps (first_lanes (MIN (16, row->w - x0)),
+        row->px + x0);
+  v = _mm512_maskz_loadu_ps (first_lanes (MIN (15, row->w)), row->px);
+  return _mm512_castsi512_ps (
+      _mm512_alignr_epi32 (_mm512_castps_si512 (v), zero, 15));
+}
+
+/* Pixel @x of @row, zero outside it. */
+static inline float
+row_pixel (const PatchRow *row, int x)
+{
+  return row->px != NULL && x >= 0 && x < row->w ? row->px[x] : 0.0f;
 }
 
 /* v = B^T d for six vectors (16 tiles each). */
@@ -422,15 +446,15 @@ transform_in6 (const __m512 d[PATCH], __m512 v[PATCH])
   v[5] = _mm512_fmadd_ps (four, d[1], _mm512_fnmadd_ps (five, d[3], d[5]));
 }
 
-/* Column j of 16 tiles' patches in the padded row @r (tile tx starts at
- * column TILE tx): d[j][t] = r[TILE t + j]. */
+/* Column j of 16 tiles' patches in @row, the first tile's patch at
+ * pixel @x0: d[j][t] = row[x0 + TILE t + j]. */
 static inline void
-patch_columns (const float *r, __m512 d[PATCH])
+patch_columns (const PatchRow *row, int x0, __m512 d[PATCH])
 {
   const __m512i by4
       = _mm512_setr_epi32 (0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0);
-  __m512 z0 = _mm512_loadu_ps (r), z1 = _mm512_loadu_ps (r + 16);
-  __m512 z2 = _mm512_loadu_ps (r + 32), z3 = _mm512_loadu_ps (r + 48);
+  __m512 z0 = row_pixels (row, x0), z1 = row_pixels (row, x0 + 16);
+  __m512 z2 = row_pixels (row, x0 + 32), z3 = row_pixels (row, x0 + 48);
 
   for (int j = 0; j < TILE; j++) {
     __m512i idx = _mm512_add_epi32 (by4, _mm512_set1_epi32 (j));
@@ -440,16 +464,17 @@ patch_columns (const float *r, __m512 d[PATCH])
   }
   /* columns 4 and 5 are columns 0 and 1 of the next tile */
   for (int j = TILE; j < PATCH; j++)
-    d[j] = _mm512_castsi512_ps (_mm512_alignr_epi32 (
-        _mm512_castps_si512 (_mm512_set1_ps (r[64 + j - TILE])),
-        _mm512_castps_si512 (d[j - TILE]), 1));
+    d[j] = _mm512_castsi512_ps (
+        _mm512_alignr_epi32 (_mm512_castps_si512 (_mm512_set1_ps (
+                                 row_pixel (row, x0 + 64 + j - TILE))),
+            _mm512_castps_si512 (d[j - TILE]), 1));
 }
 
 /* V[p][c][t] for channel @c of the V block, tile row @ty, tiles
  * [0, tiles_x) at tile index @t0 of the band. */
 static void
-transform_tile_row (const WinoJob *job, float *rows[PATCH], float *v, int c,
-    int t0)
+transform_tile_row (const WinoJob *job, const PatchRow rows[PATCH], float *v,
+    int c, int t0)
 {
   const Wino *w = job->w;
   size_t pos_stride = (size_t)w->ch_block * w->tiles_pad;
@@ -463,7 +488,7 @@ transform_tile_row (const WinoJob *job, float *rows[PATCH], float *v, int c,
 
     for (int i = 0; i < PATCH; i++) {
       __m512 d[PATCH];
-      patch_columns (rows[i] + TILE * tx, d);
+      patch_columns (&rows[i], TILE * tx - 1, d);
       transform_in6 (d, u[i]);
     }
     for (int j = 0; j < PATCH; j++) {
@@ -486,13 +511,11 @@ transform_input (const WinoJob *job, int c0, int n_ch, int ty0, int ty1,
 {
   const Wino *w = job->w;
   int live_tiles = (ty1 - ty0) * w->tiles_x;
-  float *rows[PATCH];
+  PatchRow rows[PATCH];
 
-  for (int i = 0; i < PATCH; i++)
-    rows[i] = row_mem + i * w->row_floats;
   for (int c = 0; c < n_ch; c++) {
     for (int ty = ty0; ty < ty1; ty++) {
-      load_patch_rows (job, c0 + c, ty, rows);
+      load_patch_rows (job, c0 + c, ty, row_mem, rows);
       transform_tile_row (job, rows, v, c, (ty - ty0) * w->tiles_x);
     }
     /* Padding tiles: zeros, not stale values that could be denormals. */

@@ -268,6 +268,12 @@ static const ConvCase yolo_like_cases[] = {
   { 70, 130, 31, 35, 3, 1, 1, 1, YOLOSE_ACT_SILU, TRUE, TRUE, 0, 0, 2 },
   { 64, 64, 81, 33, 3, 1, 1, 1, YOLOSE_ACT_SILU, TRUE, FALSE, 0, 3, 3 },
   { 16, 16, 9, 11, 3, 1, 1, 1, YOLOSE_ACT_SILU, TRUE, FALSE, 0, 0, 2 },
+  /* rows of several runs of 16 tiles, read in place: the last run's
+   * pixels end within, or just past, a vector (133 and 129 wide), and
+   * the stem's gathered rows likewise */
+  { 8, 16, 6, 133, 3, 1, 1, 1, YOLOSE_ACT_SILU, FALSE, FALSE, 0, 0, 2 },
+  { 12, 8, 9, 129, 3, 1, 1, 1, YOLOSE_ACT_SILU, TRUE, FALSE, 0, 0, 1 },
+  { 3, 16, 44, 259, 6, 2, 2, 1, YOLOSE_ACT_SILU, FALSE, FALSE, 0, 0, 2 },
   /* Winograd weights in input channel blocks of unequal size (44, 44, 42) */
   { 130, 40, 24, 26, 3, 1, 1, 1, YOLOSE_ACT_SILU, TRUE, FALSE, 0, 0, 2 },
   /* 1x1 into a Concat slice */
