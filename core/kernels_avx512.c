@@ -140,7 +140,7 @@ typedef struct {
   size_t pixels; /* per output plane (flat layers regrid them, below) */
   int phases;    /* stride^2 */
   int wv;        /* phase width = virtual pixels per row */
-  int band_rows; /* output rows per band (the last may be shorter) */
+  int band_rows; /* output rows per band, at most (band_first_row) */
   int n_bands;
   int chunk_panels;     /* weight panels per task */
   int n_chunks;         /* ceil (m_panels / chunk_panels) */
@@ -181,6 +181,24 @@ padded_pixels (const Geometry *g, int rows)
 
   return (n_bands - 1) * (int)round_up ((size_t)rows * g->wv, NR)
       + (int)round_up ((size_t)last * g->wv, NR);
+}
+
+/* A flat layer's rows are NR pixels each, so no cut into bands wastes
+ * anything: its bands are cut as evenly as the rows allow
+ * (band_first_row), into whole rounds of tasks for the threads.  Cut
+ * into bands of equal height with a short last one, a 40 x 40 layer's 50
+ * rows ran as 7 bands of 7 and one of 1, on two threads one of them idle
+ * for a seventh of the layer, and 160 x 160 ran as 25 bands, 13 on one
+ * thread and 12 on the other. */
+static void
+even_out_flat_bands (Geometry *g, int threads)
+{
+  if (threads > 1 && g->n_chunks == 1 && g->n_bands % threads != 0) {
+    int whole_rounds = (g->n_bands + threads - 1) / threads * threads;
+    if (whole_rounds <= g->out_h)
+      g->n_bands = whole_rounds;
+  }
+  g->band_rows = (g->out_h + g->n_bands - 1) / g->n_bands;
 }
 
 /* Cuts the output into tasks (bands of rows x chunks of output channels)
@@ -229,6 +247,17 @@ split_work (Geometry *g, int m_panels, int threads, gboolean copies_input)
         MAX (m_panels / 2, 1));
   g->chunk_panels = (m_panels + g->n_chunks - 1) / g->n_chunks;
   g->n_chunks = (m_panels + g->chunk_panels - 1) / g->chunk_panels;
+  if (g->flat)
+    even_out_flat_bands (g, threads);
+}
+
+/* The first output row of band @band. */
+static int
+band_first_row (const Geometry *g, int band)
+{
+  if (g->flat)
+    return (int)((int64_t)band * g->out_h / g->n_bands);
+  return band * g->band_rows;
 }
 
 /* Whether rows of B taken from consecutive input planes of @plane floats
@@ -828,9 +857,10 @@ conv_task (void *data, int t, int worker)
   const Geometry *g = &run->job.geo;
   int chunk = t % g->n_chunks, band = t / g->n_chunks % g->n_bands;
   int grp = t / (g->n_chunks * g->n_bands);
-  int oy0 = band * g->band_rows, i0 = chunk * g->chunk_panels;
+  int oy0 = band_first_row (g, band), i0 = chunk * g->chunk_panels;
+  int end = band + 1 < g->n_bands ? band_first_row (g, band + 1) : g->out_h;
 
-  conv_band (&run->job, grp, oy0, MIN (oy0 + g->band_rows, g->out_h), i0,
+  conv_band (&run->job, grp, oy0, end, i0,
       MIN (i0 + g->chunk_panels, run->job.p->m_panels),
       run->base + (size_t)worker * run->per_thread, run->shared);
 }
