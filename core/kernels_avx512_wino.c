@@ -230,6 +230,9 @@ typedef struct {
   int ch_block;     /* input channels per V block */
   int chunk_panels; /* output panels per task */
   int n_chunks;
+  /* The last tail_bands bands run as tail_chunks smaller chunks each
+   * (split_tail_bands). */
+  int tail_bands, tail_chunks;
   size_t v_floats;   /* POSITIONS x ch_block x tiles_pad */
   size_t sum_floats; /* POSITIONS x chunk_panels x MR x tiles_pad */
   size_t row_floats; /* one gathered input row of the stem */
@@ -260,6 +263,48 @@ split_cost (const Wino *w, int rows, int chunk_panels, int n_chunks,
     return 0;
   return (tasks + threads - 1) / threads * padded
       * (chunk_panels + TRANSFORM_PANELS);
+}
+
+static int
+gcd (int a, int b)
+{
+  while (b != 0) {
+    int r = a % b;
+    a = b;
+    b = r;
+  }
+  return a;
+}
+
+/* When the bands, each one task, do not make whole rounds for the
+ * threads, the last round's bands are cut into chunks of output panels
+ * that do: otherwise one thread runs the last band while the others
+ * wait.  A 64-channel layer at 80 x 80 (7 bands of 60 tiles) left one
+ * of two threads idle for a tenth of its time. */
+static void
+split_tail_bands (Wino *w, int threads)
+{
+  int rest = threads > 1 ? w->n_bands % threads : 0;
+  int chunks, panels;
+
+  w->tail_bands = 0;
+  w->tail_chunks = 1;
+  if (w->n_chunks != 1 || rest == 0)
+    return;
+  chunks = threads / gcd (rest, threads);
+  panels = (w->panels + chunks - 1) / chunks;
+  if ((chunks - 1) * panels >= w->panels)
+    return; /* too few panels for every chunk to have some */
+  w->tail_bands = rest;
+  w->tail_chunks = chunks;
+}
+
+/* The number of tasks. */
+static int
+wino_tasks (const Wino *w)
+{
+  return (w->n_bands - w->tail_bands) * w->n_chunks
+      + w->tail_bands * w->tail_chunks;
 }
 
 /* How a layer is cut into tasks of a band of tile rows x a chunk of
@@ -294,6 +339,7 @@ split_wino_work (Wino *w, int threads)
   }
   w->n_bands = (w->tiles_y + w->band_rows - 1) / w->band_rows;
   w->n_chunks = (w->panels + w->chunk_panels - 1) / w->chunk_panels;
+  split_tail_bands (w, threads);
 }
 
 /* The cut of a layer whose output is @out_h x @out_w. */
@@ -698,11 +744,22 @@ wino_task (void *data, int t, int worker)
 {
   const WinoJob *job = data;
   const Wino *w = job->w;
-  int chunk = t % w->n_chunks, band = t / w->n_chunks;
-  int ty0 = band * w->band_rows, i0 = chunk * w->chunk_panels;
+  int full_tasks = (w->n_bands - w->tail_bands) * w->n_chunks;
+  int band, chunk_panels, chunk, ty0, i0;
 
+  if (t < full_tasks) {
+    band = t / w->n_chunks;
+    chunk = t % w->n_chunks;
+    chunk_panels = w->chunk_panels;
+  } else {
+    band = w->n_bands - w->tail_bands + (t - full_tasks) / w->tail_chunks;
+    chunk = (t - full_tasks) % w->tail_chunks;
+    chunk_panels = (w->panels + w->tail_chunks - 1) / w->tail_chunks;
+  }
+  ty0 = band * w->band_rows;
+  i0 = chunk * chunk_panels;
   wino_task_run (job, ty0, MIN (ty0 + w->band_rows, w->tiles_y), i0,
-      MIN (w->chunk_panels, w->panels - i0),
+      MIN (chunk_panels, w->panels - i0),
       job->base + (size_t)worker * job->per_thread);
 }
 
@@ -715,5 +772,5 @@ yolose_avx512_wino_conv2d (const YoloseConvDesc *desc, const float *u,
   WinoJob job = { &w, desc, u, in, residual, out,
     (float *)round_up ((uintptr_t)scratch, 64), thread_floats (&w) };
 
-  yolose_pool_run (threads, w.n_bands * w.n_chunks, wino_task, &job);
+  yolose_pool_run (threads, wino_tasks (&w), wino_task, &job);
 }
