@@ -163,11 +163,13 @@ typedef struct {
    * channel.  In picture rows, a band of 40 x 40 wasted 12% on padding
    * and half its tiles went through store_tile; at 20 x 20 all did. */
   gboolean flat;
-  /* Flat layers whose planes spread over the cache sets read B straight
-   * from the input planes: no band buffer, only the tiles that would run
-   * past the end of a plane are copied (into a NR-wide buffer,
-   * tail_floats). */
+  /* Flat layers read B from the input planes, not from a band buffer:
+   * in place where the planes spread over the cache sets, else
+   * (copy_tiles) each tile's rows copied into a NR-wide buffer
+   * (tail_floats) while the next tile's are fetched.  In place or not,
+   * a tile that would run past the end of a plane is copied there too. */
   gboolean direct;
+  gboolean copy_tiles;
   size_t tail_floats;
 } Geometry;
 
@@ -267,8 +269,14 @@ band_first_row (const Geometry *g, int band)
  * land in enough different L1 sets to stay cached together.  When a plane
  * is a multiple of 512 bytes (80x80, 160x160, 320x320 pictures) the rows
  * of a tile share one to four of the 64 sets and evict each other: those
- * layers were 10-15% slower read in place than through the band buffer,
- * whose channels are skewed; 40x40 and 20x20 were faster in place. */
+ * layers were 10-15% slower read in place than through a band buffer
+ * whose channels are skewed; 40x40 and 20x20 were faster in place.  A
+ * copy per tile (copy_tiles), into L1 with the next tile on its way,
+ * beat the band buffer, whose copy went through L2, when two threads
+ * share the memory: in the networks the C3 blocks at 80 x 80 -2.2 to
+ * -7.6% (8 interleaved rounds, both orders), at 160 x 160 -2.2% to
+ * +3.2%, yolov5s + SE -1.3 to -1.6%.  On one thread it lost (yolov5s + SE
+ * +1.9% and +3.7%), so one thread keeps the band buffer. */
 static gboolean
 planes_spread_over_cache_sets (size_t plane)
 {
@@ -288,8 +296,10 @@ geometry (const Packed512 *p, int in_h, int in_w, int threads)
   g.phases = s * s;
   g.wv = (in_w + 2 * d->pad + s - 1) / s;
   g.flat = d->kernel == 1 && s == 1 && d->pad == 0 && g.pixels <= INT_MAX;
-  g.direct = g.flat && planes_spread_over_cache_sets (g.pixels)
-      && (size_t)p->cin * g.pixels <= INT_MAX;
+  g.direct = g.flat && (size_t)p->cin * g.pixels <= INT_MAX
+      && (planes_spread_over_cache_sets (g.pixels) || threads > 1);
+  g.copy_tiles
+      = g.direct && !planes_spread_over_cache_sets (g.pixels) && threads > 1;
   if (g.flat) {
     g.out_h = (int)((g.pixels + NR - 1) / NR);
     g.out_w = g.wv = NR;
@@ -701,16 +711,30 @@ tile_store (const Epilogue *e, int oc0, int rows, const Segment *seg, int n_seg,
 
 /* --------------------------------------------------------------- conv */
 
-/* Where the rows of B come from for one channel block: @rows, or, for a
- * direct tile that would run past the end of its planes, a zero-padded
- * copy in @tail. */
+/* Where the rows of B come from for one channel block: @rows, or a copy
+ * in @tail, for every tile with @copy_tiles and otherwise for a direct
+ * tile that would run past the end of its planes (zero padded). */
 typedef struct {
   BRows rows;
   float *tail;
   int n_ch;
   size_t plane;       /* direct: floats per input plane */
   size_t first_pixel; /* direct: the band's first pixel in its plane */
+  gboolean copy_tiles;
 } BandSource;
+
+/* dst[0, NR) = src[0, @have), zero past it: masked loads, which read
+ * nothing of the masked lanes (nor is a pointer past the plane formed). */
+static inline void
+copy_tile_row (float *dst, const float *src, size_t have)
+{
+  int lo = (int)MIN (have, 16), hi = (int)(have > 16 ? have - 16 : 0);
+
+  _mm512_store_ps (dst, _mm512_maskz_loadu_ps (first_lanes (lo), src));
+  _mm512_store_ps (dst + 16,
+      hi > 0 ? _mm512_maskz_loadu_ps (first_lanes (hi), src + 16)
+             : _mm512_setzero_ps ());
+}
 
 /* The rows of B for tile @j of the band. */
 static BRows
@@ -718,15 +742,20 @@ tile_source (const BandSource *src, int j)
 {
   size_t pixel = src->first_pixel + (size_t)j * NR;
   BRows rows = src->rows;
+  size_t have;
 
   rows.base += (size_t)j * NR;
-  if (src->tail == NULL || pixel + NR <= src->plane)
+  if (src->tail == NULL || (pixel + NR <= src->plane && !src->copy_tiles))
     return rows;
+  have = MIN (src->plane - pixel, NR);
   for (int k = 0; k < src->n_ch; k++) {
-    size_t have = src->plane - pixel;
-    memcpy (src->tail + (size_t)k * NR, rows.base + k * rows.chan_stride,
-        have * sizeof (float));
-    memset (src->tail + (size_t)k * NR + have, 0, (NR - have) * sizeof (float));
+    const float *from = rows.base + k * rows.chan_stride;
+    if (src->copy_tiles) {
+      /* the next tile's row (past the plane's end after its last tile) */
+      prefetch_past (from, NR * sizeof (float));
+      prefetch_past (from, NR * sizeof (float) + 64);
+    }
+    copy_tile_row (src->tail + (size_t)k * NR, from, have);
   }
   rows.base = src->tail;
   rows.chan_stride = NR;
@@ -744,6 +773,7 @@ prepare_source (const Job *job, int grp, int c0, int n_ch, int oy0, float *buf,
   const Geometry *g = &job->geo;
 
   src->n_ch = n_ch;
+  src->copy_tiles = g->copy_tiles;
   if (g->direct) {
     src->plane = (size_t)job->in->h * job->in->w;
     src->first_pixel = (size_t)oy0 * g->wv;
