@@ -265,22 +265,41 @@ band_first_row (const Geometry *g, int band)
   return band * g->band_rows;
 }
 
-/* Whether rows of B taken from consecutive input planes of @plane floats
- * land in enough different L1 sets to stay cached together.  When a plane
- * is a multiple of 512 bytes (80x80, 160x160, 320x320 pictures) the rows
- * of a tile share one to four of the 64 sets and evict each other: those
- * layers were 10-15% slower read in place than through a band buffer
- * whose channels are skewed; 40x40 and 20x20 were faster in place.  A
- * copy per tile (copy_tiles), into L1 with the next tile on its way,
- * beat the band buffer, whose copy went through L2, when two threads
- * share the memory: in the networks the C3 blocks at 80 x 80 -2.2 to
- * -7.6% (8 interleaved rounds, both orders), at 160 x 160 -2.2% to
- * +3.2%, yolov5s + SE -1.3 to -1.6%.  On one thread it lost (yolov5s + SE
- * +1.9% and +3.7%), so one thread keeps the band buffer. */
+/* Whether a tile's rows of B, NR floats of each of @n_ch consecutive
+ * input planes of @plane floats read in place, crowd into few of L1's 64
+ * sets (more than 4 lines in one), where they evict each other and the
+ * weights.  A 40 x 40 plane is 100 lines, so the rows of 128 channels
+ * share 32 sets, 8 lines each; a 20 x 20 one (25 lines) spreads them
+ * over all 64, 4 each.  Copied tile by tile instead (copy_tiles), 1x1
+ * layers at 40 x 40 took 6-10% less time alone on two threads, 2-4% on
+ * one; at 20 x 20 the copies only cost (up to +12%). */
 static gboolean
-planes_spread_over_cache_sets (size_t plane)
+tile_rows_crowd_cache_sets (size_t plane, int n_ch)
 {
-  return plane * sizeof (float) % 512 != 0;
+  int lines[64] = { 0 };
+
+  for (int c = 0; c < n_ch; c++) {
+    size_t line = (size_t)c * plane * sizeof (float) / 64;
+    for (int k = 0; k < (int)(NR * sizeof (float) / 64); k++)
+      if (++lines[(line + k) % 64] > 4)
+        return TRUE;
+  }
+  return FALSE;
+}
+
+/* Whether @plane floats are a multiple of 512 bytes (80 x 80, 160 x 160,
+ * 320 x 320 pictures): a tile's rows then share one to four sets.  Read
+ * in place, those layers were 10-15% slower than through a band buffer
+ * whose channels are skewed.  A copy per tile, into L1 with the next
+ * tile on its way, beat the band buffer, whose copy went through L2, when
+ * two threads share the memory: in the networks the C3 blocks at 80 x 80
+ * -2.2 to -7.6% (8 interleaved rounds, both orders), at 160 x 160 -2.2%
+ * to +3.2%, yolov5s + SE -1.3 to -1.6%.  On one thread it lost (yolov5s
+ * + SE +1.9% and +3.7%), so one thread keeps the band buffer for them. */
+static gboolean
+planes_alias_in_cache (size_t plane)
+{
+  return plane * sizeof (float) % 512 == 0;
 }
 
 static Geometry
@@ -297,9 +316,8 @@ geometry (const Packed512 *p, int in_h, int in_w, int threads)
   g.wv = (in_w + 2 * d->pad + s - 1) / s;
   g.flat = d->kernel == 1 && s == 1 && d->pad == 0 && g.pixels <= INT_MAX;
   g.direct = g.flat && (size_t)p->cin * g.pixels <= INT_MAX
-      && (planes_spread_over_cache_sets (g.pixels) || threads > 1);
-  g.copy_tiles
-      = g.direct && !planes_spread_over_cache_sets (g.pixels) && threads > 1;
+      && !(planes_alias_in_cache (g.pixels) && threads == 1);
+  g.copy_tiles = g.direct && tile_rows_crowd_cache_sets (g.pixels, p->ch_block);
   if (g.flat) {
     g.out_h = (int)((g.pixels + NR - 1) / NR);
     g.out_w = g.wv = NR;

@@ -282,6 +282,9 @@ static const ConvCase yolo_like_cases[] = {
   { 96, 40, 24, 16, 1, 1, 0, 1, YOLOSE_ACT_SILU, TRUE, FALSE, 0, 0, 2 },
   { 300, 24, 16, 8, 1, 1, 0, 1, YOLOSE_ACT_NONE, FALSE, FALSE, 8, 0, 3 },
   { 96, 40, 24, 16, 1, 1, 0, 1, YOLOSE_ACT_SILU, TRUE, FALSE, 0, 0, 1 },
+  /* 40 x 40 planes, whose rows of many channels crowd a few L1 sets:
+   * copied tile by tile on any number of threads */
+  { 160, 24, 40, 40, 1, 1, 0, 1, YOLOSE_ACT_SILU, FALSE, FALSE, 0, 0, 1 },
   /* 1x1 into a Concat slice */
   { 64, 32, 40, 40, 1, 1, 0, 1, YOLOSE_ACT_SILU, FALSE, FALSE, 32, 0, 2 },
   { 64, 32, 40, 40, 1, 1, 0, 1, YOLOSE_ACT_SILU, FALSE, FALSE, 0, 32, 2 },
