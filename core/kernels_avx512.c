@@ -164,10 +164,12 @@ typedef struct {
    * and half its tiles went through store_tile; at 20 x 20 all did. */
   gboolean flat;
   /* Flat layers read B from the input planes, not from a band buffer:
-   * in place where the planes spread over the cache sets, else
-   * (copy_tiles) each tile's rows copied into a NR-wide buffer
-   * (tail_floats) while the next tile's are fetched.  In place or not,
-   * a tile that would run past the end of a plane is copied there too. */
+   * in place, or where a tile's rows would crowd a few L1 sets
+   * (copy_tiles), copied tile by tile into a NR-wide buffer
+   * (tail_floats) while the next tile's are fetched.  In place or not, a
+   * tile that would run past the end of a plane is copied there too.
+   * One thread keeps a band buffer for planes that alias in the cache
+   * (planes_alias_in_cache). */
   gboolean direct;
   gboolean copy_tiles;
   size_t tail_floats;
