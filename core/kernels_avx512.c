@@ -20,9 +20,11 @@
  * in the buffer's geometry ("virtual" pixels, phase width per row); the few
  * columns past the output width are computed and never stored.  This
  * trades those columns (2 of 42 at 40 x 40) for the 9x copy that im2col
- * costs, which dominated the layers with few output channels.  3x3 stride
- * 1 layers on pictures of 20 x 20 and more go to Winograd instead
- * (kernels_avx512_wino.c, yolose_avx512_wino_pays), as does the 6x6
+ * costs, which dominated the layers with few output channels.  1x1
+ * stride-1 layers skip the buffer: they read B from the input planes
+ * (Geometry.flat).  3x3 stride-1 layers on pictures of 20 x 20 and more
+ * go to Winograd instead (kernels_avx512_wino.c,
+ * yolose_avx512_wino_pays), as does the 6x6
  * stride-2 stem read as a 3x3 convolution of its space-to-depth; 3x3
  * stride-2 layers go to a kernel with output channels in the vector,
  * which reads its input in place (kernels_avx512_strided.c). */
@@ -159,18 +161,15 @@ typedef struct {
    * planes to pixel i of the output planes, so it runs on the planes cut
    * into rows of NR pixels (out_w = wv = NR, the last row short): no tile
    * straddles two picture rows, so every tile is finished in the
-   * microkernel, bands are never padded, and a band's copy is one run per
-   * channel.  In picture rows, a band of 40 x 40 wasted 12% on padding
-   * and half its tiles went through store_tile; at 20 x 20 all did. */
+   * microkernel and bands are never padded.  In picture rows, a band of
+   * 40 x 40 wasted 12% on padding and half its tiles went through
+   * store_tile; at 20 x 20 all did.  Such a layer reads B from the input
+   * planes, not from a band buffer: in place, or where a tile's rows
+   * would crowd a few L1 sets (copy_tiles), copied tile by tile into a
+   * NR-wide buffer (tail_floats) while the next tile's are fetched.  In
+   * place or not, a tile that would run past the end of a plane is
+   * copied there too. */
   gboolean flat;
-  /* Flat layers read B from the input planes, not from a band buffer:
-   * in place, or where a tile's rows would crowd a few L1 sets
-   * (copy_tiles), copied tile by tile into a NR-wide buffer
-   * (tail_floats) while the next tile's are fetched.  In place or not, a
-   * tile that would run past the end of a plane is copied there too.
-   * One thread keeps a band buffer for planes that alias in the cache
-   * (planes_alias_in_cache). */
-  gboolean direct;
   gboolean copy_tiles;
   size_t tail_floats;
 } Geometry;
@@ -272,9 +271,18 @@ band_first_row (const Geometry *g, int band)
  * sets (more than 4 lines in one), where they evict each other and the
  * weights.  A 40 x 40 plane is 100 lines, so the rows of 128 channels
  * share 32 sets, 8 lines each; a 20 x 20 one (25 lines) spreads them
- * over all 64, 4 each.  Copied tile by tile instead (copy_tiles), 1x1
- * layers at 40 x 40 took 6-10% less time alone on two threads, 2-4% on
- * one; at 20 x 20 the copies only cost (up to +12%). */
+ * over all 64, 4 each; planes of a multiple of 512 bytes (80 x 80,
+ * 160 x 160) put them all in one to four sets.  Copied tile by tile
+ * instead (copy_tiles), 1x1 layers at 40 x 40 took 6-10% less time alone
+ * on two threads, 2-4% on one; at 20 x 20 the copies only cost (up to
+ * +12%).  At 80 x 80 and 160 x 160 the copies replaced a band buffer
+ * (a copy of the band's rows, channels skewed, through L2; in place they
+ * were 10-15% slower): in the networks on two threads the C3 blocks at
+ * 80 x 80 -2.2 to -7.6% (8 interleaved rounds, both orders), at
+ * 160 x 160 -2.2% to +3.2%, yolov5s + SE -1.3 to -1.6%.  On one thread
+ * layer 18 -4 to -8% and yolov5s + SE between +0.4% and -8% in four
+ * runs, both orders (two runs earlier, before 40 x 40 was copied too,
+ * had it +1.9% and +3.7%: the noise of this machine). */
 static gboolean
 tile_rows_crowd_cache_sets (size_t plane, int n_ch)
 {
@@ -287,21 +295,6 @@ tile_rows_crowd_cache_sets (size_t plane, int n_ch)
         return TRUE;
   }
   return FALSE;
-}
-
-/* Whether @plane floats are a multiple of 512 bytes (80 x 80, 160 x 160,
- * 320 x 320 pictures): a tile's rows then share one to four sets.  Read
- * in place, those layers were 10-15% slower than through a band buffer
- * whose channels are skewed.  A copy per tile, into L1 with the next
- * tile on its way, beat the band buffer, whose copy went through L2, when
- * two threads share the memory: in the networks the C3 blocks at 80 x 80
- * -2.2 to -7.6% (8 interleaved rounds, both orders), at 160 x 160 -2.2%
- * to +3.2%, yolov5s + SE -1.3 to -1.6%.  On one thread it lost (yolov5s
- * + SE +1.9% and +3.7%), so one thread keeps the band buffer for them. */
-static gboolean
-planes_alias_in_cache (size_t plane)
-{
-  return plane * sizeof (float) % 512 == 0;
 }
 
 static Geometry
@@ -317,14 +310,12 @@ geometry (const Packed512 *p, int in_h, int in_w, int threads)
   g.phases = s * s;
   g.wv = (in_w + 2 * d->pad + s - 1) / s;
   g.flat = d->kernel == 1 && s == 1 && d->pad == 0 && g.pixels <= INT_MAX;
-  g.direct = g.flat && (size_t)p->cin * g.pixels <= INT_MAX
-      && !(planes_alias_in_cache (g.pixels) && threads == 1);
-  g.copy_tiles = g.direct && tile_rows_crowd_cache_sets (g.pixels, p->ch_block);
+  g.copy_tiles = g.flat && tile_rows_crowd_cache_sets (g.pixels, p->ch_block);
   if (g.flat) {
     g.out_h = (int)((g.pixels + NR - 1) / NR);
     g.out_w = g.wv = NR;
   }
-  split_work (&g, p->m_panels, threads, !g.direct);
+  split_work (&g, p->m_panels, threads, !g.flat);
   g.nv_pad = (int)round_up ((size_t)g.band_rows * g.wv, NR);
   /* The last microkernel of a band reads up to nv_pad - 1 plus the
    * largest tap offset, reach rows and reach columns further. */
@@ -332,12 +323,12 @@ geometry (const Packed512 *p, int in_h, int in_w, int threads)
   g.phase_stride = (size_t)g.rows_needed * g.wv;
   g.chan_stride = round_up ((size_t)g.phases * g.phase_stride, ALIGN_FLOATS)
       + ALIGN_FLOATS;
-  g.tail_floats = g.direct ? (size_t)p->ch_block * NR : 0;
-  g.shared = !g.direct && g.n_bands == 1 && g.n_chunks > 1;
+  g.tail_floats = g.flat ? (size_t)p->ch_block * NR : 0;
+  g.shared = !g.flat && g.n_bands == 1 && g.n_chunks > 1;
   g.shared_floats
       = g.shared ? (size_t)d->in_channels * g.chan_stride + ALIGN_FLOATS : 0;
   g.buffer_floats
-      = g.shared || g.direct ? 0 : (size_t)p->ch_block * g.chan_stride;
+      = g.shared || g.flat ? 0 : (size_t)p->ch_block * g.chan_stride;
   g.sums_floats
       = p->ch_block < p->cin ? (size_t)g.chunk_panels * MR * g.nv_pad : 0;
   return g;
@@ -395,24 +386,6 @@ typedef struct {
   const int *tap; /* fill_taps, once per call */
 } Job;
 
-/* fill_band for a flat layer: the band's rows are one run of each plane,
- * zero past the plane's end. */
-static void
-fill_flat_band (const Job *job, int grp, int c0, int n_ch, int oy0, float *buf)
-{
-  const Geometry *g = &job->geo;
-  size_t first = (size_t)oy0 * NR, want = (size_t)g->rows_needed * NR;
-  size_t have = first < g->pixels ? MIN (want, g->pixels - first) : 0;
-
-  for (int c = 0; c < n_ch; c++) {
-    const float *plane
-        = job->in->data + (size_t)(grp * job->p->cin + c0 + c) * g->pixels;
-    float *dst = buf + c * g->chan_stride;
-    memcpy (dst, plane + first, have * sizeof (float));
-    memset (dst + have, 0, (want - have) * sizeof (float));
-  }
-}
-
 /* Fills the band buffer for input channels [c0, c0 + n_ch) of group @grp
  * and the band starting at output row @oy0: zero-padded input split into
  * stride phases. */
@@ -424,10 +397,6 @@ fill_band (const Job *job, int grp, int c0, int n_ch, int oy0, float *buf)
   int s = d->stride, in_h = job->in->h, in_w = job->in->w;
   size_t in_plane = (size_t)in_h * in_w;
 
-  if (g->flat) {
-    fill_flat_band (job, grp, c0, n_ch, oy0, buf);
-    return;
-  }
   for (int c = 0; c < n_ch; c++) {
     const float *plane
         = job->in->data + (size_t)(grp * job->p->cin + c0 + c) * in_plane;
@@ -672,7 +641,7 @@ tile_segments (const Geometry *g, int oy0, int band_end, int v0, Segment *seg)
     }
     at = (size_t)oy * g->out_w + ox;
     if (at >= g->pixels)
-      break; /* the short last row of a direct layer */
+      break; /* the short last row of a flat layer */
     seg[n].lane = v - v0;
     seg[n].len = MIN (g->out_w - ox, v0 + NR - v);
     seg[n].len = (int)MIN ((size_t)seg[n].len, g->pixels - at);
@@ -732,14 +701,14 @@ tile_store (const Epilogue *e, int oc0, int rows, const Segment *seg, int n_seg,
 /* --------------------------------------------------------------- conv */
 
 /* Where the rows of B come from for one channel block: @rows, or a copy
- * in @tail, for every tile with @copy_tiles and otherwise for a direct
- * tile that would run past the end of its planes (zero padded). */
+ * in @tail, for every tile with @copy_tiles and otherwise for a tile of
+ * a flat layer that would run past the end of its planes (zero padded). */
 typedef struct {
   BRows rows;
   float *tail;
   int n_ch;
-  size_t plane;       /* direct: floats per input plane */
-  size_t first_pixel; /* direct: the band's first pixel in its plane */
+  size_t plane;       /* flat: floats per input plane */
+  size_t first_pixel; /* flat: the band's first pixel in its plane */
   gboolean copy_tiles;
 } BandSource;
 
@@ -783,7 +752,7 @@ tile_source (const BandSource *src, int j)
 }
 
 /* Points @src at input channels [c0, c0 + n_ch) of group @grp for the
- * band at output row @oy0: straight at the input for direct layers,
+ * band at output row @oy0: straight at the input for flat layers,
  * otherwise at a band buffer (filled here unless @shared holds it). */
 static void
 prepare_source (const Job *job, int grp, int c0, int n_ch, int oy0, float *buf,
@@ -794,7 +763,7 @@ prepare_source (const Job *job, int grp, int c0, int n_ch, int oy0, float *buf,
 
   src->n_ch = n_ch;
   src->copy_tiles = g->copy_tiles;
-  if (g->direct) {
+  if (g->flat) {
     src->plane = (size_t)job->in->h * job->in->w;
     src->first_pixel = (size_t)oy0 * g->wv;
     src->rows.base = job->in->data + (size_t)(grp * p->cin + c0) * src->plane
@@ -842,7 +811,7 @@ conv_band (const Job *job, int grp, int oy0, int band_end, int i0, int i1,
   float *buf = scratch, *tail = buf + g->buffer_floats;
   float *sums = tail + g->tail_floats;
   BandSource src
-      = { { NULL, 0, job->tap, p->taps }, g->direct ? tail : NULL, 0, 0, 0 };
+      = { { NULL, 0, job->tap, p->taps }, g->flat ? tail : NULL, 0, 0, 0 };
   const float *a_group = p->a + (size_t)grp * p->m_panels * p->k * MR;
   Epilogue e = { d->bias + (size_t)grp * p->m, d->act,
     job->out->data + (size_t)grp * p->m * g->pixels,

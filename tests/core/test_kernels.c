@@ -277,13 +277,12 @@ static const ConvCase yolo_like_cases[] = {
   /* Winograd weights in input channel blocks of unequal size (44, 44, 42) */
   { 130, 40, 24, 26, 3, 1, 1, 1, YOLOSE_ACT_SILU, TRUE, FALSE, 0, 0, 2 },
   /* 1x1 on planes of a multiple of 512 bytes (24 x 16, 384 pixels),
-   * whose tiles the avx512 table copies one by one on several threads
-   * and through a band buffer on one */
+   * whose tiles the avx512 table copies one by one */
   { 96, 40, 24, 16, 1, 1, 0, 1, YOLOSE_ACT_SILU, TRUE, FALSE, 0, 0, 2 },
   { 300, 24, 16, 8, 1, 1, 0, 1, YOLOSE_ACT_NONE, FALSE, FALSE, 8, 0, 3 },
   { 96, 40, 24, 16, 1, 1, 0, 1, YOLOSE_ACT_SILU, TRUE, FALSE, 0, 0, 1 },
   /* 40 x 40 planes, whose rows of many channels crowd a few L1 sets:
-   * copied tile by tile on any number of threads */
+   * copied tile by tile too */
   { 160, 24, 40, 40, 1, 1, 0, 1, YOLOSE_ACT_SILU, FALSE, FALSE, 0, 0, 1 },
   /* 1x1 into a Concat slice */
   { 64, 32, 40, 40, 1, 1, 0, 1, YOLOSE_ACT_SILU, FALSE, FALSE, 32, 0, 2 },
